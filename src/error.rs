@@ -158,7 +158,13 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.code.name(), self.code as u32, self.detail)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.name(),
+            self.code as u32,
+            self.detail
+        )
     }
 }
 

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod asn1;
+pub mod crypto;
 pub mod error;
 
 pub use error::{Error, ErrorCode, Result};

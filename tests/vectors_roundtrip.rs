@@ -22,7 +22,11 @@ fn vector_files() -> Vec<PathBuf> {
 #[test]
 fn every_vector_decodes_and_reencodes_to_identical_bytes() {
     let files = vector_files();
-    assert!(files.len() >= 99, "expected all vectors, found {}", files.len());
+    assert!(
+        files.len() >= 99,
+        "expected all vectors, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
@@ -35,6 +39,12 @@ fn every_vector_decodes_and_reencodes_to_identical_bytes() {
             Err(e) => failures.push(format!("{}: decode: {e}", f.display())),
         }
     }
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
     println!("{} vectors round-trip", files.len());
 }

@@ -38,10 +38,20 @@ pub struct PkiMessage {
     /// The body.
     pub body: PkiBody,
     /// `protection [0] PKIProtection OPTIONAL`.
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub protection: Option<BitString>,
     /// `extraCerts [1] SEQUENCE SIZE (1..MAX) OF CMPCertificate OPTIONAL`.
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub extra_certs: Option<Vec<Certificate>>,
 }
 
@@ -64,31 +74,76 @@ pub struct PkiHeader {
     /// The intended recipient's name.
     pub recipient: GeneralName,
     /// `messageTime [0] GeneralizedTime OPTIONAL`.
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub message_time: Option<GeneralizedTime>,
     /// `protectionAlg [1] AlgorithmIdentifier OPTIONAL`.
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub protection_alg: Option<AlgorithmIdentifierOwned>,
     /// `senderKID [2] KeyIdentifier OPTIONAL`.
-    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "2",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub sender_kid: Option<OctetString>,
     /// `recipKID [3] KeyIdentifier OPTIONAL`.
-    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "3",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub recip_kid: Option<OctetString>,
     /// `transactionID [4] OCTET STRING OPTIONAL`.
-    #[asn1(context_specific = "4", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "4",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub transaction_id: Option<OctetString>,
     /// `senderNonce [5] OCTET STRING OPTIONAL`.
-    #[asn1(context_specific = "5", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "5",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub sender_nonce: Option<OctetString>,
     /// `recipNonce [6] OCTET STRING OPTIONAL`.
-    #[asn1(context_specific = "6", tag_mode = "EXPLICIT", constructed = "false", optional = "true")]
+    #[asn1(
+        context_specific = "6",
+        tag_mode = "EXPLICIT",
+        constructed = "false",
+        optional = "true"
+    )]
     pub recip_nonce: Option<OctetString>,
     /// `freeText [7] PKIFreeText OPTIONAL`.
-    #[asn1(context_specific = "7", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "7",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub free_text: Option<PkiFreeText>,
     /// `generalInfo [8] SEQUENCE SIZE (1..MAX) OF InfoTypeAndValue OPTIONAL`.
-    #[asn1(context_specific = "8", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "8",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub general_info: Option<Vec<InfoTypeAndValue>>,
 }
 
@@ -220,7 +275,12 @@ pub struct CertStatus {
     /// Acceptance or rejection; absent means accepted.
     pub status_info: Option<PkiStatusInfo>,
     /// `hashAlg [0] AlgorithmIdentifier OPTIONAL` (pvno 3).
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub hash_alg: Option<AlgorithmIdentifierOwned>,
 }
 
@@ -246,7 +306,12 @@ pub struct PollRepEntry {
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
 pub struct CertRepMessage {
     /// `caPubs [1] SEQUENCE SIZE (1..MAX) OF CMPCertificate OPTIONAL`.
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub ca_pubs: Option<Vec<Certificate>>,
     /// One response per request.
     pub response: Vec<CertResponse>,
@@ -271,10 +336,20 @@ pub struct CertifiedKeyPair {
     /// The certificate, plain or encrypted.
     pub cert_or_enc_cert: CertOrEncCert,
     /// `privateKey [0] EncryptedKey OPTIONAL` (central key generation), raw DER.
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub private_key: Option<Any>,
     /// `publicationInfo [1] PKIPublicationInfo OPTIONAL`, raw DER.
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub publication_info: Option<Any>,
 }
 
@@ -295,13 +370,28 @@ pub struct KeyRecRepContent {
     /// The outcome.
     pub status: PkiStatusInfo,
     /// `newSigCert [0] CMPCertificate OPTIONAL`.
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub new_sig_cert: Option<Certificate>,
     /// `caCerts [1] SEQUENCE OF CMPCertificate OPTIONAL`.
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub ca_certs: Option<Vec<Certificate>>,
     /// `keyPairHist [2] SEQUENCE OF CertifiedKeyPair OPTIONAL`.
-    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "2",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub key_pair_hist: Option<Vec<CertifiedKeyPair>>,
 }
 
@@ -320,10 +410,20 @@ pub struct RevRepContent {
     /// One status per revocation request.
     pub status: Vec<PkiStatusInfo>,
     /// `revCerts [0] SEQUENCE OF CertId OPTIONAL`.
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub rev_certs: Option<Vec<CertId>>,
     /// `crls [1] SEQUENCE OF CertificateList OPTIONAL`.
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true", optional = "true")]
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "EXPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
     pub crls: Option<Vec<CertificateList>>,
 }
 
@@ -425,7 +525,9 @@ mod tests {
 
     #[test]
     fn poll_req_is_sequence_of_sequences() {
-        let body = PkiBody::PollReq(vec![PollReqEntry { cert_req_id: Int::new(&[0]).unwrap() }]);
+        let body = PkiBody::PollReq(vec![PollReqEntry {
+            cert_req_id: Int::new(&[0]).unwrap(),
+        }]);
         let der = body.to_der().unwrap();
         // [25] { SEQUENCE { SEQUENCE { INTEGER 0 } } }
         assert_eq!(der, [0xb9, 0x07, 0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x00]);

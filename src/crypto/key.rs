@@ -1,0 +1,384 @@
+//! The signing-key interface and OpenSSL-backed software keys.
+
+use crate::asn1::oid;
+use crate::error::{Error, ErrorCode, Result};
+use const_oid::ObjectIdentifier;
+use der::asn1::Any;
+use der::{Decode, Encode};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::rsa::Padding;
+use openssl::sign::{RsaPssSaltlen, Signer as OsslSigner, Verifier};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+/// Signature algorithms for CMP protection and POP (RFC 9481 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum SigAlg {
+    /// ECDSA with SHA-256.
+    EcdsaSha256 = 1,
+    /// ECDSA with SHA-384.
+    EcdsaSha384 = 2,
+    /// ECDSA with SHA-512.
+    EcdsaSha512 = 3,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RsaSha256 = 4,
+    /// RSA PKCS#1 v1.5 with SHA-384.
+    RsaSha384 = 5,
+    /// RSA PKCS#1 v1.5 with SHA-512.
+    RsaSha512 = 6,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt.
+    RsaPssSha256 = 7,
+    /// Ed25519 (pure).
+    Ed25519 = 8,
+    /// Ed448 (pure).
+    Ed448 = 9,
+}
+
+/// Kinds of key pair cmpkit can generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// EC on P-256.
+    EcP256,
+    /// EC on P-384.
+    EcP384,
+    /// EC on P-521.
+    EcP521,
+    /// RSA with the given modulus size in bits.
+    Rsa(u32),
+    /// Ed25519.
+    Ed25519,
+    /// Ed448.
+    Ed448,
+}
+
+impl SigAlg {
+    /// The algorithm's OID.
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            SigAlg::EcdsaSha256 => oid::ECDSA_SHA256,
+            SigAlg::EcdsaSha384 => oid::ECDSA_SHA384,
+            SigAlg::EcdsaSha512 => oid::ECDSA_SHA512,
+            SigAlg::RsaSha256 => oid::RSA_SHA256,
+            SigAlg::RsaSha384 => oid::RSA_SHA384,
+            SigAlg::RsaSha512 => oid::RSA_SHA512,
+            SigAlg::RsaPssSha256 => oid::RSASSA_PSS,
+            SigAlg::Ed25519 => oid::ED25519,
+            SigAlg::Ed448 => oid::ED448,
+        }
+    }
+
+    /// The digest hashed before signing, or `None` for EdDSA (which signs the message itself).
+    pub fn digest(self) -> Option<MessageDigest> {
+        match self {
+            SigAlg::EcdsaSha256 | SigAlg::RsaSha256 | SigAlg::RsaPssSha256 => {
+                Some(MessageDigest::sha256())
+            }
+            SigAlg::EcdsaSha384 | SigAlg::RsaSha384 => Some(MessageDigest::sha384()),
+            SigAlg::EcdsaSha512 | SigAlg::RsaSha512 => Some(MessageDigest::sha512()),
+            SigAlg::Ed25519 | SigAlg::Ed448 => None,
+        }
+    }
+
+    /// The AlgorithmIdentifier to put in protectionAlg or POPOSigningKey.
+    pub fn algorithm_identifier(self) -> AlgorithmIdentifierOwned {
+        let parameters = match self {
+            // RFC 4055: sha*WithRSAEncryption carries NULL parameters.
+            SigAlg::RsaSha256 | SigAlg::RsaSha384 | SigAlg::RsaSha512 => Some(Any::null()),
+            SigAlg::RsaPssSha256 => Some(Any::from_der(&PSS_SHA256_PARAMS).expect("constant DER")),
+            _ => None,
+        };
+        AlgorithmIdentifierOwned {
+            oid: self.oid(),
+            parameters,
+        }
+    }
+
+    /// Map an AlgorithmIdentifier from a message to a supported algorithm.
+    pub fn from_algorithm_identifier(alg: &AlgorithmIdentifierOwned) -> Result<SigAlg> {
+        let a = match alg.oid {
+            o if o == oid::ECDSA_SHA256 => SigAlg::EcdsaSha256,
+            o if o == oid::ECDSA_SHA384 => SigAlg::EcdsaSha384,
+            o if o == oid::ECDSA_SHA512 => SigAlg::EcdsaSha512,
+            o if o == oid::RSA_SHA256 => SigAlg::RsaSha256,
+            o if o == oid::RSA_SHA384 => SigAlg::RsaSha384,
+            o if o == oid::RSA_SHA512 => SigAlg::RsaSha512,
+            o if o == oid::ED25519 => SigAlg::Ed25519,
+            o if o == oid::ED448 => SigAlg::Ed448,
+            o if o == oid::RSASSA_PSS => {
+                let params = alg.parameters.as_ref().map(|p| p.to_der()).transpose()?;
+                if params.as_deref() != Some(&PSS_SHA256_PARAMS[..]) {
+                    return Err(Error::new(
+                        ErrorCode::UnsupportedAlgorithm,
+                        "RSASSA-PSS parameters other than SHA-256/MGF1-SHA-256/salt 32 are not supported",
+                    ));
+                }
+                SigAlg::RsaPssSha256
+            }
+            o => {
+                return Err(Error::new(
+                    ErrorCode::UnsupportedAlgorithm,
+                    format!("signature algorithm {o} is not supported"),
+                ))
+            }
+        };
+        Ok(a)
+    }
+
+    /// The default algorithm for a key (RFC 9481): ECDSA with the curve's hash, RSA with
+    /// SHA-256 PKCS#1 v1.5, EdDSA pure.
+    pub fn default_for(pkey: &PKey<impl openssl::pkey::HasPublic>) -> Result<SigAlg> {
+        match pkey.id() {
+            Id::EC => {
+                let bits = pkey.bits();
+                Ok(if bits > 384 {
+                    SigAlg::EcdsaSha512
+                } else if bits > 256 {
+                    SigAlg::EcdsaSha384
+                } else {
+                    SigAlg::EcdsaSha256
+                })
+            }
+            Id::RSA => Ok(SigAlg::RsaSha256),
+            Id::ED25519 => Ok(SigAlg::Ed25519),
+            Id::ED448 => Ok(SigAlg::Ed448),
+            other => Err(Error::new(
+                ErrorCode::UnsupportedAlgorithm,
+                format!("key type {other:?} cannot sign CMP messages"),
+            )),
+        }
+    }
+
+    fn fits(self, id: Id) -> bool {
+        match self {
+            SigAlg::EcdsaSha256 | SigAlg::EcdsaSha384 | SigAlg::EcdsaSha512 => id == Id::EC,
+            SigAlg::RsaSha256 | SigAlg::RsaSha384 | SigAlg::RsaSha512 | SigAlg::RsaPssSha256 => {
+                id == Id::RSA || id == Id::RSA_PSS
+            }
+            SigAlg::Ed25519 => id == Id::ED25519,
+            SigAlg::Ed448 => id == Id::ED448,
+        }
+    }
+}
+
+/// DER of RSASSA-PSS-params: SHA-256, MGF1 with SHA-256, salt length 32 (RFC 4055/RFC 9481).
+const PSS_SHA256_PARAMS: [u8; 54] = [
+    0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+    0x01, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+    0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0xa2, 0x03, 0x02, 0x01, 0x20,
+];
+
+/// A private key that signs: an OpenSSL software key, or the caller's HSM/TPM through callbacks.
+///
+/// The library only ever sees the public key and asks for signatures.
+pub trait Signer: Send + Sync {
+    /// The SubjectPublicKeyInfo of the key, DER.
+    fn public_key_der(&self) -> &[u8];
+    /// The signature algorithm this key signs with.
+    fn algorithm(&self) -> SigAlg;
+    /// Sign `tbs` (the whole data; the signer hashes it as the algorithm requires).
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>>;
+
+    /// The SubjectPublicKeyInfo, decoded.
+    fn public_key_info(&self) -> Result<SubjectPublicKeyInfoOwned> {
+        Ok(SubjectPublicKeyInfoOwned::from_der(self.public_key_der())?)
+    }
+}
+
+/// A private key held in memory through OpenSSL.
+pub struct SoftwareKey {
+    pkey: PKey<Private>,
+    spki: Vec<u8>,
+    alg: SigAlg,
+}
+
+impl std::fmt::Debug for SoftwareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareKey")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoftwareKey {
+    /// Wrap an OpenSSL key, signing with the key type's default algorithm.
+    pub fn from_pkey(pkey: PKey<Private>) -> Result<Self> {
+        let alg = SigAlg::default_for(&pkey)?;
+        let spki = pkey.public_key_to_der()?;
+        Ok(SoftwareKey { pkey, spki, alg })
+    }
+
+    /// Generate a new key pair.
+    pub fn generate(kind: KeyType) -> Result<Self> {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::nid::Nid;
+        let ec = |nid: Nid| -> Result<PKey<Private>> {
+            let group = EcGroup::from_curve_name(nid)?;
+            Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
+        };
+        let pkey = match kind {
+            KeyType::EcP256 => ec(Nid::X9_62_PRIME256V1)?,
+            KeyType::EcP384 => ec(Nid::SECP384R1)?,
+            KeyType::EcP521 => ec(Nid::SECP521R1)?,
+            KeyType::Rsa(bits) => {
+                if !(2048..=8192).contains(&bits) {
+                    return Err(Error::new(
+                        ErrorCode::InvalidArgument,
+                        format!("RSA key size {bits} is outside 2048..=8192"),
+                    ));
+                }
+                PKey::from_rsa(openssl::rsa::Rsa::generate(bits)?)?
+            }
+            KeyType::Ed25519 => PKey::generate_ed25519()?,
+            KeyType::Ed448 => PKey::generate_ed448()?,
+        };
+        Self::from_pkey(pkey)
+    }
+
+    /// Load a private key from PEM (PKCS#8, SEC1 or PKCS#1) or DER (PKCS#8).
+    pub fn from_pem_or_der(data: &[u8]) -> Result<Self> {
+        let pkey = if data.trim_ascii_start().starts_with(b"-----BEGIN") {
+            PKey::private_key_from_pem(data)
+        } else {
+            PKey::private_key_from_der(data)
+        }
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::KeyError,
+                format!("cannot parse private key: {e}"),
+            )
+        })?;
+        Self::from_pkey(pkey)
+    }
+
+    /// Choose another signature algorithm (it must fit the key type).
+    pub fn set_algorithm(&mut self, alg: SigAlg) -> Result<()> {
+        if !alg.fits(self.pkey.id()) {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("{alg:?} does not fit a {:?} key", self.pkey.id()),
+            ));
+        }
+        self.alg = alg;
+        Ok(())
+    }
+
+    /// The private key as PKCS#8 PEM.
+    pub fn to_pkcs8_pem(&self) -> Result<Vec<u8>> {
+        Ok(self.pkey.private_key_to_pem_pkcs8()?)
+    }
+
+    /// The private key as PKCS#8 DER.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>> {
+        Ok(self.pkey.private_key_to_pkcs8()?)
+    }
+
+    /// The OpenSSL key.
+    pub fn pkey(&self) -> &PKey<Private> {
+        &self.pkey
+    }
+}
+
+impl Signer for SoftwareKey {
+    fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn algorithm(&self) -> SigAlg {
+        self.alg
+    }
+
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>> {
+        let mut signer = match self.alg.digest() {
+            Some(md) => OsslSigner::new(md, &self.pkey)?,
+            None => OsslSigner::new_without_digest(&self.pkey)?,
+        };
+        if self.alg == SigAlg::RsaPssSha256 {
+            signer.set_rsa_padding(Padding::PKCS1_PSS)?;
+            signer.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32))?;
+            signer.set_rsa_mgf1_md(MessageDigest::sha256())?;
+        }
+        Ok(signer.sign_oneshot_to_vec(tbs)?)
+    }
+}
+
+/// Verify `sig` over `data` with `alg` and the public key `pkey`.
+///
+/// Fails with [`ErrorCode::SignatureInvalid`] when the signature does not verify, and with
+/// [`ErrorCode::UnsupportedAlgorithm`] when the algorithm does not fit the key.
+pub fn verify_signature(alg: SigAlg, pkey: &PKey<Public>, data: &[u8], sig: &[u8]) -> Result<()> {
+    if !alg.fits(pkey.id()) {
+        return Err(Error::new(
+            ErrorCode::UnsupportedAlgorithm,
+            format!(
+                "signature algorithm {alg:?} does not fit the signer's {:?} key",
+                pkey.id()
+            ),
+        ));
+    }
+    let mut v = match alg.digest() {
+        Some(md) => Verifier::new(md, pkey)?,
+        None => Verifier::new_without_digest(pkey)?,
+    };
+    if alg == SigAlg::RsaPssSha256 {
+        v.set_rsa_padding(Padding::PKCS1_PSS)?;
+        v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32))?;
+        v.set_rsa_mgf1_md(MessageDigest::sha256())?;
+    }
+    // A malformed signature makes OpenSSL report an error rather than `false`: both mean "invalid".
+    match v.verify_oneshot(sig, data) {
+        Ok(true) => Ok(()),
+        _ => Err(Error::new(
+            ErrorCode::SignatureInvalid,
+            format!("{alg:?} signature does not verify"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_type_signs_and_verifies_and_rejects_other_data() {
+        for kind in [
+            KeyType::EcP256,
+            KeyType::EcP384,
+            KeyType::EcP521,
+            KeyType::Rsa(2048),
+            KeyType::Ed25519,
+            KeyType::Ed448,
+        ] {
+            let key = SoftwareKey::generate(kind).unwrap();
+            let sig = key.sign(b"hello").unwrap();
+            let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+            verify_signature(key.algorithm(), &public, b"hello", &sig).unwrap();
+            let err = verify_signature(key.algorithm(), &public, b"hellO", &sig).unwrap_err();
+            assert_eq!(err.code, ErrorCode::SignatureInvalid, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn rsa_pss_round_trips_through_its_algorithm_identifier() {
+        let mut key = SoftwareKey::generate(KeyType::Rsa(2048)).unwrap();
+        key.set_algorithm(SigAlg::RsaPssSha256).unwrap();
+        let aid = key.algorithm().algorithm_identifier();
+        assert_eq!(
+            SigAlg::from_algorithm_identifier(&aid).unwrap(),
+            SigAlg::RsaPssSha256
+        );
+        let sig = key.sign(b"x").unwrap();
+        let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+        verify_signature(SigAlg::RsaPssSha256, &public, b"x", &sig).unwrap();
+    }
+
+    #[test]
+    fn algorithm_that_does_not_fit_the_key_is_refused() {
+        let mut key = SoftwareKey::generate(KeyType::EcP256).unwrap();
+        assert_eq!(
+            key.set_algorithm(SigAlg::Ed25519).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Keys and certificates: the signing-key interface (software keys through OpenSSL, or the
+//! caller's own through [`Signer`]), signature verification, and certificate helpers.
+
+mod key;
+
+pub use key::{verify_signature, KeyType, SigAlg, Signer, SoftwareKey};
