@@ -1,0 +1,160 @@
+//! Shared FFI plumbing: the panic guard, pointer and length checks, thread-local last error.
+
+use crate::error::{Error, ErrorCode};
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+
+thread_local! {
+    /// Detail of the last failure on this thread, for calls that have no handle to keep it on.
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// Remember `e` as this thread's last error and return its code.
+pub(crate) fn set_last_error(e: &Error) -> ErrorCode {
+    let text = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = Some(text));
+    e.code
+}
+
+/// Run `f`, turning an `Err` into its code (recording the detail) and a panic into
+/// [`ErrorCode::Internal`]. Every exported function body goes through this.
+pub(crate) fn guard<F>(f: F) -> ErrorCode
+where
+    F: FnOnce() -> Result<(), Error>,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(())) => ErrorCode::Ok,
+        Ok(Err(e)) => set_last_error(&e),
+        Err(_) => set_last_error(&Error::new(
+            ErrorCode::Internal,
+            "internal error (panic caught at the C API boundary)",
+        )),
+    }
+}
+
+/// Borrow a `&T` from a handle pointer, or fail with [`ErrorCode::NullArgument`].
+///
+/// # Safety
+/// `p` must be NULL or point to a live `T` not mutably aliased for the returned lifetime.
+pub(crate) unsafe fn try_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, Error> {
+    // SAFETY: the caller guarantees `p` is NULL or valid; NULL is handled by `as_ref`.
+    unsafe { p.as_ref() }
+        .ok_or_else(|| Error::new(ErrorCode::NullArgument, format!("{name} is NULL")))
+}
+
+/// Borrow a `&mut T` from a handle pointer, or fail with [`ErrorCode::NullArgument`].
+///
+/// # Safety
+/// `p` must be NULL or point to a live `T` not otherwise aliased for the returned lifetime.
+pub(crate) unsafe fn try_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: the caller guarantees `p` is NULL or valid and unaliased.
+    unsafe { p.as_mut() }
+        .ok_or_else(|| Error::new(ErrorCode::NullArgument, format!("{name} is NULL")))
+}
+
+/// View `(ptr, len)` as a byte slice; NULL with a non-zero length is an error, NULL with zero
+/// length is the empty slice.
+///
+/// # Safety
+/// `ptr` must be NULL or valid for reads of `len` bytes for the returned lifetime.
+pub(crate) unsafe fn try_bytes<'a>(
+    ptr: *const u8,
+    len: usize,
+    name: &str,
+) -> Result<&'a [u8], Error> {
+    if ptr.is_null() {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            format!("{name} is NULL with length {len}"),
+        ));
+    }
+    if len > isize::MAX as usize {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{name}: length {len} is too large"),
+        ));
+    }
+    // SAFETY: non-NULL, length bounded, and the caller guarantees `len` readable bytes.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Read a NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string valid for the returned lifetime.
+pub(crate) unsafe fn try_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            format!("{name} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{name} is not valid UTF-8"),
+        )
+    })
+}
+
+/// Write `v` to an out-parameter.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, v: T, name: &str) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            format!("{name} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL and writable per the caller's contract.
+    unsafe { out.write(v) };
+    Ok(())
+}
+
+/// Move a value into a new heap handle for C.
+pub(crate) fn into_handle<T>(v: T) -> *mut T {
+    Box::into_raw(Box::new(v))
+}
+
+/// Free a handle made by [`into_handle`]; NULL is ignored.
+///
+/// # Safety
+/// `p` must be NULL or a pointer from `into_handle::<T>` not yet freed.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: produced by Box::into_raw in `into_handle` and not yet freed.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// A C string owned by a handle, for getters that return `const char *`.
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).unwrap_or_default()
+}
+
+/// The short stable name of a result code (e.g. `"mac-mismatch"`), or `"unknown"`.
+///
+/// The returned string is static; do not free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn cmpkit_result_name(code: u32) -> *const c_char {
+    let name: &'static CStr = match ErrorCode::from_u32(code) {
+        Some(c) => c.c_name(),
+        None => c"unknown",
+    };
+    name.as_ptr()
+}
+
+/// The detail of the last failure on the calling thread, or NULL if there was none.
+///
+/// Valid until the next cmpkit call on this thread; do not free it. Handles keep their own
+/// detail too (e.g. `cmpkit_ctx_last_error`), which stays valid longer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cmpkit_last_error() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+}
