@@ -10,5 +10,6 @@ pub mod asn1;
 pub mod crypto;
 pub mod error;
 pub mod ffi;
+pub mod message;
 
 pub use error::{Error, ErrorCode, Result};

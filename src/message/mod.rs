@@ -1,0 +1,290 @@
+//! Building and reading PKIMessages: header fields, names, nonces, status and failInfo.
+
+use crate::asn1::{oid, InfoTypeAndValue, PkiHeader, PkiMessage, PkiStatusInfo};
+use crate::error::{Error, ErrorCode, Result};
+use der::asn1::{BitString, GeneralizedTime, OctetString};
+use der::Decode;
+use std::fmt;
+use std::str::FromStr;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::name::Name;
+
+/// The default cap on a message's size (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// Decode one DER PKIMessage, refusing oversized input and trailing bytes.
+pub fn decode(bytes: &[u8], max_size: usize) -> Result<PkiMessage> {
+    if bytes.len() > max_size {
+        return Err(Error::new(
+            ErrorCode::MessageTooLarge,
+            format!("message of {} bytes exceeds the limit of {max_size} bytes", bytes.len()),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(Error::new(ErrorCode::MalformedMessage, "empty message"));
+    }
+    PkiMessage::from_der(bytes).map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("not a DER PKIMessage: {e}")))
+}
+
+/// Parse a distinguished name written the OpenSSL way (`/CN=Device 1/O=Example`) or as an
+/// RFC 4514 string (`CN=Device 1,O=Example`).
+pub fn parse_name(s: &str) -> Result<Name> {
+    let rfc4514 = if let Some(rest) = s.strip_prefix('/') {
+        // OpenSSL order is most significant first; RFC 4514 strings list the last RDN first.
+        let mut parts: Vec<String> = rest.split('/').filter(|p| !p.is_empty()).map(|p| p.replace(',', "\\,")).collect();
+        parts.reverse();
+        parts.join(",")
+    } else {
+        s.to_owned()
+    };
+    Name::from_str(&rfc4514).map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot parse name {s:?}: {e}")))
+}
+
+/// The NULL-DN as a GeneralName (RFC 9810: sender/recipient when the name is unknown).
+pub fn null_dn() -> GeneralName {
+    GeneralName::DirectoryName(Name::default())
+}
+
+/// `n` bytes from OpenSSL's CSPRNG.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    let mut v = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut v)?;
+    Ok(v)
+}
+
+/// The current time as a GeneralizedTime (whole seconds).
+pub fn now() -> Result<GeneralizedTime> {
+    GeneralizedTime::from_system_time(std::time::SystemTime::now())
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("system clock: {e}")))
+}
+
+/// The `implicitConfirm` InfoTypeAndValue (value NULL).
+pub fn implicit_confirm_itav() -> InfoTypeAndValue {
+    InfoTypeAndValue {
+        oid: oid::IT_IMPLICIT_CONFIRM,
+        value: Some(der::asn1::Any::null()),
+    }
+}
+
+/// Whether the header's generalInfo carries implicitConfirm.
+pub fn has_implicit_confirm(header: &PkiHeader) -> bool {
+    header.general_info.as_ref().is_some_and(|v| v.iter().any(|i| i.oid == oid::IT_IMPLICIT_CONFIRM))
+}
+
+/// Bytes of an optional OCTET STRING header field.
+pub fn octets(f: &Option<OctetString>) -> Option<&[u8]> {
+    f.as_ref().map(|o| o.as_bytes())
+}
+
+/// An OCTET STRING from bytes.
+pub fn octet_string(b: &[u8]) -> Result<OctetString> {
+    OctetString::new(b).map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("OCTET STRING: {e}")))
+}
+
+/// PKIStatus values (RFC 9810 §5.2.3).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PkiStatus {
+    /// You got exactly what you asked for.
+    Accepted = 0,
+    /// You got something like what you asked for.
+    GrantedWithMods = 1,
+    /// You don't get it; more information in failInfo and statusString.
+    Rejection = 2,
+    /// The request body part has not yet been processed; poll later.
+    Waiting = 3,
+    /// A revocation is imminent.
+    RevocationWarning = 4,
+    /// A revocation has occurred.
+    RevocationNotification = 5,
+    /// The key update was already done.
+    KeyUpdateWarning = 6,
+}
+
+impl PkiStatus {
+    /// From the integer on the wire.
+    pub fn from_u8(v: u8) -> Option<PkiStatus> {
+        use PkiStatus::*;
+        Some(match v {
+            0 => Accepted,
+            1 => GrantedWithMods,
+            2 => Rejection,
+            3 => Waiting,
+            4 => RevocationWarning,
+            5 => RevocationNotification,
+            6 => KeyUpdateWarning,
+            _ => return None,
+        })
+    }
+
+    /// The RFC's name.
+    pub fn name(self) -> &'static str {
+        use PkiStatus::*;
+        match self {
+            Accepted => "accepted",
+            GrantedWithMods => "grantedWithMods",
+            Rejection => "rejection",
+            Waiting => "waiting",
+            RevocationWarning => "revocationWarning",
+            RevocationNotification => "revocationNotification",
+            KeyUpdateWarning => "keyUpdateWarning",
+        }
+    }
+}
+
+/// Names of the PKIFailureInfo bits, index = bit number (RFC 9810 §5.2.3).
+pub const FAIL_INFO_NAMES: [&str; 27] = [
+    "badAlg",
+    "badMessageCheck",
+    "badRequest",
+    "badTime",
+    "badCertId",
+    "badDataFormat",
+    "wrongAuthority",
+    "incorrectData",
+    "missingTimeStamp",
+    "badPOP",
+    "certRevoked",
+    "certConfirmed",
+    "wrongIntegrity",
+    "badRecipientNonce",
+    "timeNotAvailable",
+    "unacceptedPolicy",
+    "unacceptedExtension",
+    "addInfoNotAvailable",
+    "badSenderNonce",
+    "badCertTemplate",
+    "signerNotTrusted",
+    "transactionIdInUse",
+    "unsupportedVersion",
+    "notAuthorized",
+    "systemUnavail",
+    "systemFailure",
+    "duplicateCertReq",
+];
+
+/// PKIFailureInfo bit numbers used when building messages.
+pub mod fail_info {
+    /// badAlg.
+    pub const BAD_ALG: u32 = 0;
+    /// badMessageCheck.
+    pub const BAD_MESSAGE_CHECK: u32 = 1;
+    /// badRequest.
+    pub const BAD_REQUEST: u32 = 2;
+    /// incorrectData.
+    pub const INCORRECT_DATA: u32 = 7;
+    /// badPOP.
+    pub const BAD_POP: u32 = 9;
+}
+
+/// Decode a PKIFailureInfo BIT STRING into a mask where bit `n` (value `1 << n`) is the
+/// RFC's bit `n` (`badAlg` = 0 … `duplicateCertReq` = 26). Bits beyond 31 are ignored.
+pub fn fail_info_mask(bits: &BitString) -> u32 {
+    let mut mask = 0u32;
+    for (n, set) in bits.bits().enumerate().take(32) {
+        if set {
+            mask |= 1 << n;
+        }
+    }
+    mask
+}
+
+/// Encode a failInfo mask as a DER BIT STRING (named-bit list: trailing zero bits dropped).
+pub fn fail_info_bit_string(mask: u32) -> Result<BitString> {
+    let nbits = 32 - mask.leading_zeros() as usize;
+    let nbytes = nbits.div_ceil(8);
+    let mut bytes = vec![0u8; nbytes];
+    for n in 0..nbits {
+        if mask & (1 << n) != 0 {
+            bytes[n / 8] |= 0x80 >> (n % 8);
+        }
+    }
+    let unused = (nbytes * 8 - nbits) as u8;
+    BitString::new(unused, bytes).map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("failInfo: {e}")))
+}
+
+/// A peer's verdict: PKIStatus, failInfo bits and statusString, as reported to callers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The PKIStatus value (see [`PkiStatus`]).
+    pub status: u8,
+    /// failInfo as a mask (`1 << bit`), 0 if absent.
+    pub fail_info: u32,
+    /// statusString entries.
+    pub texts: Vec<String>,
+}
+
+impl PeerStatus {
+    /// Convert from the wire structure.
+    pub fn from_status_info(si: &PkiStatusInfo) -> Self {
+        PeerStatus {
+            status: si.status,
+            fail_info: si.fail_info.as_ref().map(fail_info_mask).unwrap_or(0),
+            texts: si.status_string.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The failInfo bit names that are set.
+    pub fn fail_info_names(&self) -> Vec<&'static str> {
+        (0..FAIL_INFO_NAMES.len()).filter(|n| self.fail_info & (1 << n) != 0).map(|n| FAIL_INFO_NAMES[n]).collect()
+    }
+}
+
+impl fmt::Display for PeerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match PkiStatus::from_u8(self.status) {
+            Some(s) => write!(f, "{}", s.name())?,
+            None => write!(f, "status {}", self.status)?,
+        }
+        let names = self.fail_info_names();
+        if !names.is_empty() {
+            write!(f, " (failInfo: {})", names.join(", "))?;
+        }
+        if !self.texts.is_empty() {
+            write!(f, ": \"{}\"", self.texts.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::Encode;
+
+    #[test]
+    fn openssl_style_and_rfc4514_names_encode_the_same() {
+        let a = parse_name("/O=Example/CN=Device 1").unwrap();
+        let b = parse_name("CN=Device 1,O=Example").unwrap();
+        assert_eq!(a.to_der().unwrap(), b.to_der().unwrap());
+        assert_eq!(a.to_string(), "CN=Device 1,O=Example");
+    }
+
+    #[test]
+    fn malformed_name_is_an_invalid_argument() {
+        assert_eq!(parse_name("/NOPE").unwrap_err().code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn fail_info_mask_round_trips_through_der_bit_string() {
+        for mask in [0u32, 1 << 9, (1 << 2) | (1 << 25), 1 << 26, 1] {
+            let bs = fail_info_bit_string(mask).unwrap();
+            assert_eq!(fail_info_mask(&bs), mask);
+        }
+        // badPOP (bit 9) is encoded as 03 03 06 00 40, as OpenSSL does.
+        assert_eq!(fail_info_bit_string(1 << 9).unwrap().to_der().unwrap(), [3, 3, 6, 0, 0x40]);
+    }
+
+    #[test]
+    fn peer_status_reads_like_the_rfc() {
+        let s = PeerStatus { status: 2, fail_info: 1 << 9, texts: vec!["no".into()] };
+        assert_eq!(s.to_string(), "rejection (failInfo: badPOP): \"no\"");
+    }
+
+    #[test]
+    fn oversized_and_empty_and_truncated_input_get_distinct_errors() {
+        assert_eq!(decode(&[0x30; 10], 5).unwrap_err().code, ErrorCode::MessageTooLarge);
+        assert_eq!(decode(&[], 5).unwrap_err().code, ErrorCode::MalformedMessage);
+        assert_eq!(decode(&[0x30, 0x05, 0x02], 100).unwrap_err().code, ErrorCode::MalformedMessage);
+    }
+}
