@@ -1,0 +1,108 @@
+//! Client configuration: credentials, trust, and checks, shared by the transactions of a context.
+
+use crate::crypto::{Signer, TrustStore};
+use crate::error::{Error, ErrorCode, Result};
+use crate::message::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::protection::{MacLimits, MacParams, MacProtection, Protection};
+use openssl::x509::X509;
+use std::sync::Arc;
+use x509_cert::name::Name;
+
+/// How the client authenticates its requests.
+pub enum Credentials {
+    /// A shared secret (PBM or PBMAC1) and its reference value, sent as senderKID.
+    Mac {
+        /// The secret and MAC parameters.
+        mac: Arc<MacProtection>,
+        /// The reference value identifying the secret to the server.
+        reference: Vec<u8>,
+    },
+    /// A private key and its certificate (plus the chain to send in extraCerts).
+    Signature {
+        /// The signing key.
+        key: Arc<dyn Signer>,
+        /// Our protection certificate.
+        cert: X509,
+        /// Intermediate certificates sent after `cert` in extraCerts.
+        chain: Vec<X509>,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Mac { .. } => f.write_str("Credentials::Mac"),
+            Credentials::Signature { .. } => f.write_str("Credentials::Signature"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Shared-secret credentials with the given MAC parameters.
+    pub fn mac(secret: &[u8], reference: &[u8], params: MacParams) -> Self {
+        Credentials::Mac {
+            mac: Arc::new(MacProtection::new(secret.to_vec(), params)),
+            reference: reference.to_vec(),
+        }
+    }
+
+    /// The protection to apply to our requests.
+    pub(crate) fn protection(&self) -> Protection {
+        match self {
+            Credentials::Mac { mac, .. } => Protection::Mac(Arc::clone(mac)),
+            Credentials::Signature { key, .. } => Protection::Signature(Arc::clone(key)),
+        }
+    }
+}
+
+/// Everything a client transaction needs besides the request itself.
+#[derive(Debug)]
+pub struct ClientConfig {
+    /// How requests are protected.
+    pub credentials: Option<Credentials>,
+    /// Trust anchors for signed responses.
+    pub trust: Option<TrustStore>,
+    /// Intermediate certificates that may complete the server's chain.
+    pub untrusted: Vec<X509>,
+    /// If set, signed responses must come from exactly this certificate (pinning).
+    pub server_cert: Option<X509>,
+    /// The recipient name put in requests (default: the NULL-DN, or our certificate's issuer).
+    pub recipient: Option<Name>,
+    /// Ask the server for implicit confirmation (no certConf/pkiConf round trip).
+    pub implicit_confirm: bool,
+    /// Caps on MAC parameters of responses.
+    pub mac_limits: MacLimits,
+    /// Largest response accepted, in bytes.
+    pub max_message_size: usize,
+    /// Report the content of unprotected error responses as the peer's diagnostics (they are
+    /// never taken as success; without this they fail as [`ErrorCode::ProtectionMissing`]).
+    pub unprotected_errors: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            credentials: None,
+            trust: None,
+            untrusted: Vec::new(),
+            server_cert: None,
+            recipient: None,
+            implicit_confirm: false,
+            mac_limits: MacLimits::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            unprotected_errors: false,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The credentials, or a [`ErrorCode::MissingConfig`] error.
+    pub(crate) fn credentials(&self) -> Result<&Credentials> {
+        self.credentials.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::MissingConfig,
+                "no credentials: set a shared secret and reference, or a key and certificate",
+            )
+        })
+    }
+}
