@@ -47,6 +47,9 @@ pub enum ErrorCode {
     SignerNotTrusted = 305,
     /// The protection type does not match the configured credentials.
     WrongProtectionType = 306,
+    /// The PBM/PBMAC1 parameters are unusable: iteration count below 1, salt empty or too
+    /// long, derived key length out of range.
+    BadMacParameters = 307,
     /// The transactionID of the response does not match the request.
     TransactionIdMismatch = 400,
     /// The recipNonce of the response does not match our senderNonce.
@@ -109,6 +112,7 @@ impl ErrorCode {
             IterationCountTooHigh => "iteration-count-too-high",
             SignerNotTrusted => "signer-not-trusted",
             WrongProtectionType => "wrong-protection-type",
+            BadMacParameters => "bad-mac-parameters",
             TransactionIdMismatch => "transaction-id-mismatch",
             RecipNonceMismatch => "recip-nonce-mismatch",
             SenderMismatch => "sender-mismatch",
