@@ -47,6 +47,8 @@ pub enum ErrorCode {
     SignerNotTrusted = 305,
     /// The protection type does not match the configured credentials.
     WrongProtectionType = 306,
+    /// The MAC parameters are malformed or out of range (salt, iteration count, key length).
+    BadMacParameters = 307,
     /// The transactionID of the response does not match the request.
     TransactionIdMismatch = 400,
     /// The recipNonce of the response does not match our senderNonce.
@@ -109,6 +111,7 @@ impl ErrorCode {
             304 => IterationCountTooHigh,
             305 => SignerNotTrusted,
             306 => WrongProtectionType,
+            307 => BadMacParameters,
             400 => TransactionIdMismatch,
             401 => RecipNonceMismatch,
             402 => SenderMismatch,
@@ -160,6 +163,7 @@ impl ErrorCode {
             IterationCountTooHigh => c"iteration-count-too-high",
             SignerNotTrusted => c"signer-not-trusted",
             WrongProtectionType => c"wrong-protection-type",
+            BadMacParameters => c"bad-mac-parameters",
             TransactionIdMismatch => c"transaction-id-mismatch",
             RecipNonceMismatch => c"recip-nonce-mismatch",
             SenderMismatch => c"sender-mismatch",

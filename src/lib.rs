@@ -7,9 +7,11 @@
 #![warn(missing_docs)]
 
 pub mod asn1;
+pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod ffi;
 pub mod message;
+pub mod protection;
 
 pub use error::{Error, ErrorCode, Result};

@@ -12,15 +12,15 @@ use x509_cert::name::Name;
 pub enum Credentials {
     /// A shared secret (PBM or PBMAC1) and its reference value, sent as senderKID.
     Mac {
-        /// The secret and MAC parameters.
-        mac: Arc<MacProtection>,
+        /// The secret and MAC parameters (a [`Protection::Mac`]).
+        protection: Protection,
         /// The reference value identifying the secret to the server.
         reference: Vec<u8>,
     },
     /// A private key and its certificate (plus the chain to send in extraCerts).
     Signature {
-        /// The signing key.
-        key: Arc<dyn Signer>,
+        /// The signing key (a [`Protection::Signature`]).
+        protection: Protection,
         /// Our protection certificate.
         cert: X509,
         /// Intermediate certificates sent after `cert` in extraCerts.
@@ -41,16 +41,32 @@ impl Credentials {
     /// Shared-secret credentials with the given MAC parameters.
     pub fn mac(secret: &[u8], reference: &[u8], params: MacParams) -> Self {
         Credentials::Mac {
-            mac: Arc::new(MacProtection::new(secret.to_vec(), params)),
+            protection: Protection::Mac(MacProtection::new(secret.to_vec(), params)),
             reference: reference.to_vec(),
         }
     }
 
+    /// Signature credentials: `key` signs, `cert` (and `chain`) go in extraCerts.
+    pub fn signature(key: Arc<dyn Signer>, cert: X509, chain: Vec<X509>) -> Self {
+        Credentials::Signature {
+            protection: Protection::Signature(key),
+            cert,
+            chain,
+        }
+    }
+
     /// The protection to apply to our requests.
-    pub(crate) fn protection(&self) -> Protection {
+    pub(crate) fn protection(&self) -> &Protection {
         match self {
-            Credentials::Mac { mac, .. } => Protection::Mac(Arc::clone(mac)),
-            Credentials::Signature { key, .. } => Protection::Signature(Arc::clone(key)),
+            Credentials::Mac { protection, .. } | Credentials::Signature { protection, .. } => protection,
+        }
+    }
+
+    /// The shared secret's protection settings, if these are MAC credentials.
+    pub(crate) fn mac_protection(&self) -> Option<&MacProtection> {
+        match self.protection() {
+            Protection::Mac(m) => Some(m),
+            Protection::Signature(_) => None,
         }
     }
 }

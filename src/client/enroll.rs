@@ -331,19 +331,17 @@ impl Transaction {
             general_info: implicit_confirm.then(|| vec![message::implicit_confirm_itav()]),
         };
         let mut msg = PkiMessage { header, body, protection: None, extra_certs };
-        protection::protect(&mut msg, &creds.protection())?;
+        protection::protect(&mut msg, creds.protection())?;
         msg.to_der().map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))
     }
 
     /// Check the protection of a response against our credentials and trust settings.
     fn verify_protection(&mut self, msg: &PkiMessage) -> Result<()> {
         match protection::protection_kind(msg) {
-            Some(ProtectionKind::Mac) => match self.config.credentials()? {
-                Credentials::Mac { mac, .. } => {
-                    protection::verify_mac(msg, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
-                        .map_err(|e| e.context("response protection"))
-                }
-                Credentials::Signature { .. } => Err(Error::new(
+            Some(ProtectionKind::Mac) => match self.config.credentials()?.mac_protection() {
+                Some(mac) => protection::verify_mac(msg, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
+                    .map_err(|e| e.context("response protection")),
+                None => Err(Error::new(
                     ErrorCode::WrongProtectionType,
                     "the response is MAC-protected, but we have no shared secret (we sent a signed request)",
                 )),

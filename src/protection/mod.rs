@@ -1,0 +1,639 @@
+//! Message protection (RFC 9810 §5.1.3): producing and verifying MAC protection
+//! (PasswordBasedMac and PBMAC1) and signature protection.
+//!
+//! Both kinds are computed over the DER of `ProtectedPart ::= SEQUENCE { header, body }`,
+//! and `header.protectionAlg` is part of it, so [`protect`] sets the algorithm first.
+//!
+//! MAC key derivation is deliberately expensive; two things keep it under control:
+//! - [`MacLimits`] caps the iteration count a peer can make us compute, checked before any
+//!   hashing (a hostile `iterationCount` of 10^9 costs nothing);
+//! - [`MacKeyCache`] remembers derived keys per parameter set, so the messages of a
+//!   transaction that reuse the same salt and parameters derive the key only once.
+
+mod pbm;
+mod pbmac1;
+
+pub use pbm::PbmConfig;
+pub use pbmac1::{Pbmac1Config, MAX_KEY_LEN as PBKDF2_MAX_KEY_LEN};
+
+use crate::asn1::{oid, PkiBody, PkiHeader, PkiMessage};
+use crate::crypto::{SigAlg, Signer};
+use crate::error::{fail, Error, ErrorCode, Result};
+use const_oid::ObjectIdentifier;
+use der::asn1::{BitString, Int, Uint};
+use der::{Decode, Encode, EncodeValue, FixedTag, Length, Tag, Writer};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Public};
+use spki::AlgorithmIdentifierOwned;
+use std::sync::{Arc, Mutex};
+
+/// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
+pub const MAX_SALT_LEN: usize = 256;
+
+/// Hash functions used as PBM one-way function, PBKDF2 PRF and HMAC hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    /// SHA-1 (interoperability only; RFC 9481 allows it for HMAC).
+    Sha1,
+    /// SHA-224.
+    Sha224,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlg {
+    const ALL: [HashAlg; 5] = [
+        HashAlg::Sha1,
+        HashAlg::Sha224,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+    ];
+
+    /// The OpenSSL digest.
+    pub fn md(self) -> MessageDigest {
+        match self {
+            HashAlg::Sha1 => MessageDigest::sha1(),
+            HashAlg::Sha224 => MessageDigest::sha224(),
+            HashAlg::Sha256 => MessageDigest::sha256(),
+            HashAlg::Sha384 => MessageDigest::sha384(),
+            HashAlg::Sha512 => MessageDigest::sha512(),
+        }
+    }
+
+    /// Output length in octets.
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha224 => 28,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    /// The digest's OID (as PBM `owf`).
+    pub fn digest_oid(self) -> ObjectIdentifier {
+        match self {
+            HashAlg::Sha1 => oid::SHA1,
+            HashAlg::Sha224 => oid::SHA224,
+            HashAlg::Sha256 => oid::SHA256,
+            HashAlg::Sha384 => oid::SHA384,
+            HashAlg::Sha512 => oid::SHA512,
+        }
+    }
+
+    /// The `hmacWithSHA*` OID (RFC 8018; PBKDF2 PRF, PBMAC1 and PBM MAC).
+    pub fn hmac_oid(self) -> ObjectIdentifier {
+        match self {
+            HashAlg::Sha1 => oid::HMAC_WITH_SHA1,
+            HashAlg::Sha224 => oid::HMAC_WITH_SHA224,
+            HashAlg::Sha256 => oid::HMAC_WITH_SHA256,
+            HashAlg::Sha384 => oid::HMAC_WITH_SHA384,
+            HashAlg::Sha512 => oid::HMAC_WITH_SHA512,
+        }
+    }
+
+    /// The MAC OID written into PBMParameter: `hmac-sha1` (1.3.6.1.5.5.8.1.2, as OpenSSL
+    /// writes it) for SHA-1, `hmacWithSHA*` otherwise.
+    pub fn pbm_mac_oid(self) -> ObjectIdentifier {
+        match self {
+            HashAlg::Sha1 => oid::HMAC_SHA1_IPSEC,
+            other => other.hmac_oid(),
+        }
+    }
+
+    /// The hash of a digest OID.
+    pub fn from_digest_oid(o: &ObjectIdentifier) -> Option<HashAlg> {
+        Self::ALL.into_iter().find(|h| h.digest_oid() == *o)
+    }
+
+    /// The hash of an HMAC OID (`hmacWithSHA*` or `hmac-sha1` 1.3.6.1.5.5.8.1.2).
+    pub fn from_hmac_oid(o: &ObjectIdentifier) -> Option<HashAlg> {
+        if *o == oid::HMAC_SHA1_IPSEC {
+            return Some(HashAlg::Sha1);
+        }
+        Self::ALL.into_iter().find(|h| h.hmac_oid() == *o)
+    }
+}
+
+/// Caps on MAC parameters taken from a message, checked before any key derivation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacLimits {
+    /// The largest PBM `iterationCount` / PBKDF2 `iterationCount` accepted.
+    ///
+    /// Default 100 000: the cap OpenSSL applies to PBM (`OSSL_CRMF_PBM_MAX_ITERATION_COUNT`)
+    /// and ten times what LightweightCmpRa uses for PBKDF2. Deriving costs roughly 30 ms
+    /// (PBM) to 100 ms (PBKDF2 with a 512-octet key) at the cap on a current CPU.
+    pub max_iterations: u64,
+}
+
+impl Default for MacLimits {
+    fn default() -> Self {
+        MacLimits {
+            max_iterations: 100_000,
+        }
+    }
+}
+
+/// Remembers derived MAC keys for one shared secret, keyed by the exact protectionAlg DER
+/// (salt included) and the derived key length.
+///
+/// A transaction whose messages reuse the same MAC parameters (a server answering with the
+/// request's parameters, a client protecting certConf like its request) derives the key
+/// once. Using the cache with another secret empties it first. It holds at most
+/// [`MacKeyCache::CAPACITY`] keys (the oldest is dropped) and is safe to share between
+/// threads.
+#[derive(Default)]
+pub struct MacKeyCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    /// SHA-256 of the secret the entries were derived from.
+    secret_id: Option<[u8; 32]>,
+    entries: Vec<CacheEntry>,
+    derivations: u64,
+}
+
+struct CacheEntry {
+    alg_der: Vec<u8>,
+    key_len: usize,
+    key: Vec<u8>,
+}
+
+impl Drop for CacheEntry {
+    fn drop(&mut self) {
+        // Best effort: do not leave derived keys in freed memory.
+        self.key.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl std::fmt::Debug for MacKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MacKeyCache")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MacKeyCache {
+    /// How many derived keys the cache keeps.
+    pub const CAPACITY: usize = 4;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget all derived keys.
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        g.entries.clear();
+        g.secret_id = None;
+    }
+
+    /// The number of keys held.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many keys were derived through this cache so far (misses), for diagnostics.
+    pub fn derivations(&self) -> u64 {
+        self.lock().derivations
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // A panic while holding the lock cannot leave the entries inconsistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get_or_derive(
+        &self,
+        secret: &[u8],
+        alg_der: &[u8],
+        key_len: usize,
+        derive: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let id = openssl::sha::sha256(secret);
+        {
+            let mut g = self.lock();
+            if g.secret_id != Some(id) {
+                g.entries.clear();
+                g.secret_id = Some(id);
+            }
+            if let Some(e) = g
+                .entries
+                .iter()
+                .find(|e| e.key_len == key_len && e.alg_der == alg_der)
+            {
+                return Ok(e.key.clone());
+            }
+        }
+        // Derive without holding the lock.
+        let key = derive()?;
+        let mut g = self.lock();
+        g.derivations += 1;
+        if g.secret_id == Some(id) {
+            if g.entries.len() >= Self::CAPACITY {
+                g.entries.remove(0);
+            }
+            g.entries.push(CacheEntry {
+                alg_der: alg_der.to_vec(),
+                key_len,
+                key: key.clone(),
+            });
+        }
+        Ok(key)
+    }
+}
+
+/// Which MAC algorithm and parameters to protect with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MacParams {
+    /// PasswordBasedMac with a fresh salt per message.
+    Pbm(PbmConfig),
+    /// PBMAC1 (PBKDF2 + HMAC) with a fresh salt per message.
+    Pbmac1(Pbmac1Config),
+    /// Exactly this protectionAlg (PBM or PBMAC1, salt included), e.g. the one of the
+    /// request being answered; with a [`MacKeyCache`] the key is derived only once.
+    Explicit(AlgorithmIdentifierOwned),
+}
+
+impl Default for MacParams {
+    /// PBMAC1 with [`Pbmac1Config::default`] (RFC 9481 recommends PBMAC1 for new use).
+    fn default() -> Self {
+        MacParams::Pbmac1(Pbmac1Config::default())
+    }
+}
+
+impl MacParams {
+    /// The protectionAlg to use for the next message (a fresh salt unless explicit).
+    pub fn algorithm_identifier(&self) -> Result<AlgorithmIdentifierOwned> {
+        match self {
+            MacParams::Pbm(c) => c.algorithm_identifier(),
+            MacParams::Pbmac1(c) => c.algorithm_identifier(),
+            MacParams::Explicit(a) => Ok(a.clone()),
+        }
+    }
+}
+
+/// Shared-secret credentials: the secret, how to protect, limits for verifying, and the
+/// derived-key cache. The secret is not shown by `Debug`.
+pub struct MacProtection {
+    secret: Vec<u8>,
+    /// The algorithm and parameters for protecting.
+    pub params: MacParams,
+    /// Caps applied to parameters, both those from a peer and our own.
+    pub limits: MacLimits,
+    /// Derived keys for `secret`.
+    pub cache: MacKeyCache,
+}
+
+impl std::fmt::Debug for MacProtection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MacProtection")
+            .field("params", &self.params)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MacProtection {
+    /// Credentials for `secret`, protecting with `params`, default limits, an empty cache.
+    pub fn new(secret: impl Into<Vec<u8>>, params: MacParams) -> Self {
+        MacProtection {
+            secret: secret.into(),
+            params,
+            limits: MacLimits::default(),
+            cache: MacKeyCache::new(),
+        }
+    }
+
+    /// The shared secret.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// Verify the MAC protection of `msg` with this secret, limits and cache.
+    pub fn verify(&self, msg: &PkiMessage) -> Result<()> {
+        verify_mac(msg, &self.secret, &self.limits, Some(&self.cache))
+    }
+}
+
+/// How to protect outgoing messages.
+pub enum Protection {
+    /// MAC protection with a shared secret.
+    Mac(MacProtection),
+    /// Signature protection with a private key; protectionAlg is the signer's algorithm.
+    Signature(Arc<dyn Signer>),
+}
+
+impl std::fmt::Debug for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protection::Mac(m) => f.debug_tuple("Mac").field(m).finish(),
+            Protection::Signature(s) => f.debug_tuple("Signature").field(&s.algorithm()).finish(),
+        }
+    }
+}
+
+/// The kind of protection a message carries, judged by its protectionAlg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtectionKind {
+    /// PasswordBasedMac or PBMAC1.
+    Mac,
+    /// Any other algorithm (a signature, possibly unsupported).
+    Signature,
+}
+
+/// The kind of protection of `msg`, or `None` if it has no protectionAlg.
+pub fn protection_kind(msg: &PkiMessage) -> Option<ProtectionKind> {
+    let alg = msg.header.protection_alg.as_ref()?;
+    Some(if is_mac_oid(&alg.oid) {
+        ProtectionKind::Mac
+    } else {
+        ProtectionKind::Signature
+    })
+}
+
+fn is_mac_oid(o: &ObjectIdentifier) -> bool {
+    *o == oid::PASSWORD_BASED_MAC || *o == oid::PBMAC1
+}
+
+/// `ProtectedPart` over borrowed header and body, so protecting does not clone the message.
+struct ProtectedPartRef<'a> {
+    header: &'a PkiHeader,
+    body: &'a PkiBody,
+}
+
+impl FixedTag for ProtectedPartRef<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+impl EncodeValue for ProtectedPartRef<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        self.header.encoded_len()? + self.body.encoded_len()?
+    }
+
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.header.encode(writer)?;
+        self.body.encode(writer)
+    }
+}
+
+/// The DER of `ProtectedPart { header, body }` of `msg`: the data MACed or signed.
+pub fn protected_part_der(msg: &PkiMessage) -> Result<Vec<u8>> {
+    ProtectedPartRef {
+        header: &msg.header,
+        body: &msg.body,
+    }
+    .to_der()
+    .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("ProtectedPart: {e}")))
+}
+
+/// Protect `msg`: set `header.protectionAlg`, then compute the MAC or signature over the
+/// ProtectedPart and set `protection`. On failure `msg` keeps its previous protectionAlg.
+pub fn protect(msg: &mut PkiMessage, protection: &Protection) -> Result<()> {
+    let alg = match protection {
+        Protection::Mac(m) => m.params.algorithm_identifier()?,
+        Protection::Signature(s) => s.algorithm().algorithm_identifier(),
+    };
+    let old = msg.header.protection_alg.replace(alg);
+    let value = protected_part_der(msg).and_then(|data| {
+        let alg = msg.header.protection_alg.as_ref().expect("just set");
+        match protection {
+            Protection::Mac(m) => {
+                let scheme = Scheme::parse(alg, &m.limits)?;
+                let alg_der = alg.to_der()?;
+                let key_len = scheme.key_lens()[0];
+                let key = scheme.key(&m.secret, &alg_der, key_len, Some(&m.cache))?;
+                hmac(scheme.mac(), &key, &data)
+            }
+            Protection::Signature(s) => s.sign(&data),
+        }
+    });
+    match value.and_then(|v| Ok(BitString::from_bytes(&v)?)) {
+        Ok(bits) => {
+            msg.protection = Some(bits);
+            Ok(())
+        }
+        Err(e) => {
+            msg.header.protection_alg = old;
+            Err(e)
+        }
+    }
+}
+
+/// Verify the MAC protection (PasswordBasedMac or PBMAC1) of `msg` with `secret`.
+///
+/// The parameters are checked against `limits` before any hashing. With a `cache`, a key
+/// derived earlier for the same parameters is reused. Errors: [`ErrorCode::ProtectionMissing`]
+/// (no protectionAlg or protection), [`ErrorCode::WrongProtectionType`] (signature-protected),
+/// [`ErrorCode::IterationCountTooHigh`], [`ErrorCode::BadMacParameters`],
+/// [`ErrorCode::UnsupportedAlgorithm`], [`ErrorCode::MacMismatch`].
+pub fn verify_mac(
+    msg: &PkiMessage,
+    secret: &[u8],
+    limits: &MacLimits,
+    cache: Option<&MacKeyCache>,
+) -> Result<()> {
+    let (alg, value) = protection_parts(msg)?;
+    if !is_mac_oid(&alg.oid) {
+        return fail(
+            ErrorCode::WrongProtectionType,
+            format!("message is protected with {} , not a MAC", alg.oid),
+        );
+    }
+    let scheme = Scheme::parse(alg, limits)?;
+    let alg_der = alg.to_der()?;
+    let data = protected_part_der(msg)?;
+    for &key_len in scheme.key_lens() {
+        let key = scheme.key(secret, &alg_der, key_len, cache)?;
+        let mac = hmac(scheme.mac(), &key, &data)?;
+        if mac.len() == value.len() && openssl::memcmp::eq(&mac, value) {
+            return Ok(());
+        }
+    }
+    fail(
+        ErrorCode::MacMismatch,
+        format!(
+            "{} MAC does not verify (wrong shared secret or altered message)",
+            scheme.name()
+        ),
+    )
+}
+
+/// Verify the signature protection of `msg` with the signer's public key.
+///
+/// Errors: [`ErrorCode::ProtectionMissing`], [`ErrorCode::WrongProtectionType`]
+/// (MAC-protected), [`ErrorCode::UnsupportedAlgorithm`], [`ErrorCode::SignatureInvalid`].
+pub fn verify_signature(msg: &PkiMessage, signer_public_key: &PKey<Public>) -> Result<()> {
+    let (alg, value) = protection_parts(msg)?;
+    if is_mac_oid(&alg.oid) {
+        return fail(
+            ErrorCode::WrongProtectionType,
+            "message is MAC-protected, not signed",
+        );
+    }
+    let sig_alg = SigAlg::from_algorithm_identifier(alg)?;
+    let data = protected_part_der(msg)?;
+    crate::crypto::verify_signature(sig_alg, signer_public_key, &data, value)
+        .map_err(|e| e.context("message protection"))
+}
+
+/// The protectionAlg and the protection value (a whole number of octets).
+fn protection_parts(msg: &PkiMessage) -> Result<(&AlgorithmIdentifierOwned, &[u8])> {
+    let Some(alg) = msg.header.protection_alg.as_ref() else {
+        return fail(ErrorCode::ProtectionMissing, "message has no protectionAlg");
+    };
+    let Some(bits) = msg.protection.as_ref() else {
+        return fail(
+            ErrorCode::ProtectionMissing,
+            "message has a protectionAlg but no protection",
+        );
+    };
+    let value = bits.as_bytes().ok_or_else(|| {
+        Error::new(
+            ErrorCode::MalformedMessage,
+            "protection BIT STRING has unused bits",
+        )
+    })?;
+    Ok((alg, value))
+}
+
+/// A parsed, limit-checked MAC algorithm.
+enum Scheme {
+    Pbm(pbm::Spec),
+    Pbmac1(pbmac1::Spec),
+}
+
+impl Scheme {
+    fn parse(alg: &AlgorithmIdentifierOwned, limits: &MacLimits) -> Result<Scheme> {
+        match alg.oid {
+            o if o == oid::PASSWORD_BASED_MAC => {
+                Ok(Scheme::Pbm(pbm::Spec::parse(alg.parameters.as_ref(), limits)?))
+            }
+            o if o == oid::PBMAC1 => Ok(Scheme::Pbmac1(pbmac1::Spec::parse(
+                alg.parameters.as_ref(),
+                limits,
+            )?)),
+            o => fail(
+                ErrorCode::UnsupportedAlgorithm,
+                format!("MAC algorithm {o} is not supported"),
+            ),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Scheme::Pbm(_) => "PasswordBasedMac",
+            Scheme::Pbmac1(_) => "PBMAC1",
+        }
+    }
+
+    fn mac(&self) -> HashAlg {
+        match self {
+            Scheme::Pbm(s) => s.mac(),
+            Scheme::Pbmac1(s) => s.mac(),
+        }
+    }
+
+    /// Derived key lengths to try; PBM's key is the OWF output (reported as 0 = natural).
+    fn key_lens(&self) -> &[usize] {
+        match self {
+            Scheme::Pbm(_) => &[0],
+            Scheme::Pbmac1(s) => s.key_lens(),
+        }
+    }
+
+    fn key(
+        &self,
+        secret: &[u8],
+        alg_der: &[u8],
+        key_len: usize,
+        cache: Option<&MacKeyCache>,
+    ) -> Result<Vec<u8>> {
+        let derive = || match self {
+            Scheme::Pbm(s) => s.derive_key(secret),
+            Scheme::Pbmac1(s) => s.derive_key(secret, key_len),
+        };
+        match cache {
+            Some(c) => c.get_or_derive(secret, alg_der, key_len, derive),
+            None => derive(),
+        }
+    }
+}
+
+/// HMAC with `hash`.
+fn hmac(hash: HashAlg, key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
+    let pkey = PKey::hmac(key)?;
+    let mut s = openssl::sign::Signer::new(hash.md(), &pkey)?;
+    s.update(data)?;
+    Ok(s.sign_to_vec()?)
+}
+
+/// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
+fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
+    if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
+        return fail(
+            ErrorCode::BadMacParameters,
+            format!("{what} is negative"),
+        );
+    }
+    u64::from_der(&i.to_der()?).map_err(|_| {
+        Error::new(
+            ErrorCode::IterationCountTooHigh,
+            format!("{what} exceeds 2^64 - 1"),
+        )
+    })
+}
+
+/// A u64 as an INTEGER.
+fn u64_to_int(n: u64) -> Result<Int> {
+    Ok(Int::from(Uint::new(&n.to_be_bytes())?))
+}
+
+/// Iteration count within 1..=limits.max_iterations.
+fn check_iterations(n: u64, limits: &MacLimits, what: &str) -> Result<()> {
+    if n < 1 {
+        return fail(
+            ErrorCode::BadMacParameters,
+            format!("{what} iteration count {n} is below 1"),
+        );
+    }
+    if n > limits.max_iterations {
+        return fail(
+            ErrorCode::IterationCountTooHigh,
+            format!(
+                "{what} iteration count {n} exceeds the cap of {}",
+                limits.max_iterations
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Salt of 1..=MAX_SALT_LEN octets.
+fn check_salt(salt: &[u8]) -> Result<()> {
+    if salt.is_empty() || salt.len() > MAX_SALT_LEN {
+        return fail(
+            ErrorCode::BadMacParameters,
+            format!(
+                "salt of {} octets is outside 1..={MAX_SALT_LEN}",
+                salt.len()
+            ),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! PBMAC1 with PBKDF2 (RFC 8018 §7.1, RFC 9481 §6.1.3).
+//!
+//! The MAC key is `PBKDF2(prf, secret, salt, iterationCount, keyLength)`; the MAC is the
+//! `messageAuthScheme` HMAC with that key over the DER of `ProtectedPart`.
+//!
+//! `keyLength` is in octets (RFC 8018). Some implementations (the LightweightCmpRa flows,
+//! which use Bouncy Castle) write the length in bits, e.g. 4096 for what they derive as a
+//! 512-octet key. Verification therefore also tries `keyLength / 8` when the octet reading
+//! does not verify (or exceeds [`MAX_KEY_LEN`]); producing always writes octets.
+
+use super::{check_iterations, check_salt, int_to_u64, u64_to_int, HashAlg, MacLimits};
+use crate::asn1::{oid, Pbkdf2Params, Pbmac1Params};
+use crate::error::{fail, Error, ErrorCode, Result};
+use der::asn1::{Any, OctetString};
+use der::{Decode, Encode};
+use spki::AlgorithmIdentifierOwned;
+
+/// The largest PBKDF2 derived key accepted, in octets. Bounds the PBKDF2 work to
+/// `iterationCount × ceil(MAX_KEY_LEN / hLen)` PRF calls; 512 admits the bit-length quirk
+/// (keyLength 4096).
+pub const MAX_KEY_LEN: usize = 512;
+
+/// Settings for producing PBMAC1 protection; each message gets a fresh salt.
+///
+/// The default is PBKDF2 with hmacWithSHA256, 10 000 iterations, a 16-octet salt, a
+/// 32-octet key, and HMAC-SHA256 as MAC: RFC 9481 §6.1.3 lists hmacWithSHA256 for both;
+/// RFC 8018 asks for at least 1 000 iterations, 10 000 is what LightweightCmpRa uses, and
+/// 32 octets is the HMAC-SHA256 output length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pbmac1Config {
+    /// The PBKDF2 pseudo-random function (hmacWithSHA*).
+    pub prf: HashAlg,
+    /// PBKDF2 iteration count (≥ 1).
+    pub iterations: u32,
+    /// The hash of the HMAC computed with the derived key.
+    pub mac: HashAlg,
+    /// Length of the random salt in octets (1..=256).
+    pub salt_len: usize,
+    /// Length of the derived key in octets (1..=[`MAX_KEY_LEN`]).
+    pub key_len: usize,
+}
+
+impl Default for Pbmac1Config {
+    fn default() -> Self {
+        Pbmac1Config {
+            prf: HashAlg::Sha256,
+            iterations: 10_000,
+            mac: HashAlg::Sha256,
+            salt_len: 16,
+            key_len: 32,
+        }
+    }
+}
+
+impl Pbmac1Config {
+    /// A protectionAlg for these settings with a fresh random salt.
+    pub fn algorithm_identifier(&self) -> Result<AlgorithmIdentifierOwned> {
+        let mut salt = vec![0u8; self.salt_len];
+        check_salt(&salt)?;
+        if self.iterations < 1 {
+            return fail(ErrorCode::BadMacParameters, "PBKDF2 iteration count must be ≥ 1");
+        }
+        if !(1..=MAX_KEY_LEN).contains(&self.key_len) {
+            return fail(
+                ErrorCode::BadMacParameters,
+                format!("PBKDF2 key length {} is outside 1..={MAX_KEY_LEN}", self.key_len),
+            );
+        }
+        openssl::rand::rand_bytes(&mut salt)?;
+        let kdf = Pbkdf2Params {
+            salt: OctetString::new(salt)?,
+            iteration_count: u64_to_int(self.iterations.into())?,
+            key_length: Some(u64_to_int(self.key_len as u64)?),
+            prf: Some(AlgorithmIdentifierOwned {
+                oid: self.prf.hmac_oid(),
+                parameters: Some(Any::null()),
+            }),
+        };
+        let params = Pbmac1Params {
+            key_derivation_func: AlgorithmIdentifierOwned {
+                oid: oid::PBKDF2,
+                parameters: Some(Any::encode_from(&kdf)?),
+            },
+            message_auth_scheme: AlgorithmIdentifierOwned {
+                oid: self.mac.hmac_oid(),
+                parameters: Some(Any::null()),
+            },
+        };
+        Ok(AlgorithmIdentifierOwned {
+            oid: oid::PBMAC1,
+            parameters: Some(Any::encode_from(&params)?),
+        })
+    }
+}
+
+/// PBMAC1 parameters read from a message and checked against the limits.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    salt: Vec<u8>,
+    iterations: u64,
+    prf: HashAlg,
+    mac: HashAlg,
+    /// The derived key lengths to try, in order (octets; then the bit-length reading).
+    key_lens: Vec<usize>,
+}
+
+impl Spec {
+    /// Read and check `params` (the AlgorithmIdentifier's parameters). No hashing is done.
+    pub(crate) fn parse(params: Option<&Any>, limits: &MacLimits) -> Result<Spec> {
+        let Some(params) = params else {
+            return fail(ErrorCode::MalformedMessage, "PBMAC1 protectionAlg has no parameters");
+        };
+        let p = Pbmac1Params::from_der(&params.to_der()?)
+            .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBMAC1-params: {e}")))?;
+        if p.key_derivation_func.oid != oid::PBKDF2 {
+            return fail(
+                ErrorCode::UnsupportedAlgorithm,
+                format!(
+                    "PBMAC1 key derivation function {} is not supported (only PBKDF2)",
+                    p.key_derivation_func.oid
+                ),
+            );
+        }
+        let kdf_params = p.key_derivation_func.parameters.as_ref().ok_or_else(|| {
+            Error::new(ErrorCode::MalformedMessage, "PBKDF2 without PBKDF2-params")
+        })?;
+        let kdf = Pbkdf2Params::from_der(&kdf_params.to_der()?)
+            .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBKDF2-params: {e}")))?;
+        let iterations = int_to_u64(&kdf.iteration_count, "PBKDF2 iterationCount")?;
+        check_iterations(iterations, limits, "PBKDF2")?;
+        check_salt(kdf.salt.as_bytes())?;
+        // RFC 8018: the PRF defaults to hmacWithSHA1.
+        let prf = match &kdf.prf {
+            None => HashAlg::Sha1,
+            Some(a) => HashAlg::from_hmac_oid(&a.oid).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::UnsupportedAlgorithm,
+                    format!("PBKDF2 PRF {} is not supported", a.oid),
+                )
+            })?,
+        };
+        let mac = HashAlg::from_hmac_oid(&p.message_auth_scheme.oid).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnsupportedAlgorithm,
+                format!("PBMAC1 MAC {} is not supported", p.message_auth_scheme.oid),
+            )
+        })?;
+        let key_lens = match &kdf.key_length {
+            None => vec![mac.output_len()],
+            Some(k) => {
+                let k = int_to_u64(k, "PBKDF2 keyLength")?;
+                let fits = |n: u64| n >= 1 && n <= MAX_KEY_LEN as u64;
+                let mut v = Vec::new();
+                if fits(k) {
+                    v.push(k as usize);
+                }
+                if k % 8 == 0 && fits(k / 8) {
+                    v.push((k / 8) as usize);
+                }
+                if v.is_empty() {
+                    return fail(
+                        ErrorCode::BadMacParameters,
+                        format!(
+                            "PBKDF2 keyLength {k} is outside 1..={MAX_KEY_LEN} octets \
+                             (also when read as bits)"
+                        ),
+                    );
+                }
+                v
+            }
+        };
+        Ok(Spec {
+            salt: kdf.salt.as_bytes().to_vec(),
+            iterations,
+            prf,
+            mac,
+            key_lens,
+        })
+    }
+
+    /// The HMAC's hash.
+    pub(crate) fn mac(&self) -> HashAlg {
+        self.mac
+    }
+
+    /// The derived key lengths to try when verifying, in order of preference.
+    pub(crate) fn key_lens(&self) -> &[usize] {
+        &self.key_lens
+    }
+
+    /// PBKDF2(prf, secret, salt, iterations, key_len).
+    pub(crate) fn derive_key(&self, secret: &[u8], key_len: usize) -> Result<Vec<u8>> {
+        let iterations = usize::try_from(self.iterations).map_err(|_| {
+            Error::new(ErrorCode::IterationCountTooHigh, "iteration count exceeds usize")
+        })?;
+        let mut key = vec![0u8; key_len];
+        openssl::pkcs5::pbkdf2_hmac(secret, &self.salt, iterations, self.prf.md(), &mut key)?;
+        Ok(key)
+    }
+}
