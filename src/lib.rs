@@ -9,5 +9,6 @@
 pub mod asn1;
 pub mod crypto;
 pub mod error;
+pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};
