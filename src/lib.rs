@@ -13,5 +13,6 @@ pub mod error;
 pub mod ffi;
 pub mod message;
 pub mod protection;
+pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};

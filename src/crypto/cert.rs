@@ -79,7 +79,7 @@ pub fn subject_text(cert: &X509) -> String {
         .entries()
         .map(|e| {
             let k = e.object().nid().short_name().unwrap_or("?");
-            let v = e.data().to_string();
+            let v = e.data().to_string().unwrap_or_default();
             format!("{k}={v}")
         })
         .collect();
