@@ -19,6 +19,10 @@ pub enum ErrorCode {
     InvalidState = 102,
     /// The context lacks configuration this operation needs.
     MissingConfig = 103,
+    /// The caller's buffer is too small; the required size was written to the length out-parameter.
+    BufferTooSmall = 104,
+    /// The requested item does not exist (e.g. no certificate in the response, index out of range).
+    NotFound = 105,
     /// An internal error (a caught panic or a broken invariant); the handle stays valid.
     Internal = 199,
     /// A message could not be decoded as DER (truncated, malformed, trailing data).
@@ -97,6 +101,8 @@ impl ErrorCode {
             101 => InvalidArgument,
             102 => InvalidState,
             103 => MissingConfig,
+            104 => BufferTooSmall,
+            105 => NotFound,
             199 => Internal,
             200 => MalformedMessage,
             201 => UnsupportedVersion,
@@ -149,6 +155,8 @@ impl ErrorCode {
             InvalidArgument => c"invalid-argument",
             InvalidState => c"invalid-state",
             MissingConfig => c"missing-config",
+            BufferTooSmall => c"buffer-too-small",
+            NotFound => c"not-found",
             Internal => c"internal",
             MalformedMessage => c"malformed-message",
             UnsupportedVersion => c"unsupported-version",

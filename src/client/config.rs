@@ -58,7 +58,9 @@ impl Credentials {
     /// The protection to apply to our requests.
     pub(crate) fn protection(&self) -> &Protection {
         match self {
-            Credentials::Mac { protection, .. } | Credentials::Signature { protection, .. } => protection,
+            Credentials::Mac { protection, .. } | Credentials::Signature { protection, .. } => {
+                protection
+            }
         }
     }
 

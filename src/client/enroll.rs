@@ -4,7 +4,8 @@
 use super::config::{ClientConfig, Credentials};
 use super::response::Response;
 use crate::asn1::{
-    oid, CertRepMessage, CertStatus, CertReqMsg, CertRequest, CertTemplate, PkiBody, PkiHeader, PkiMessage,
+    oid, CertRepMessage, CertReqMsg, CertRequest, CertStatus, CertTemplate, PkiBody, PkiHeader,
+    PkiMessage,
 };
 use crate::crypto::cert::{parse_der, subject_text};
 use crate::crypto::Signer;
@@ -81,7 +82,10 @@ impl Transaction {
             key_spki: request.key.public_key_der().to_vec(),
             subject: request.subject.clone(),
             config,
-            response: Response { transaction_id: transaction_id.clone(), ..Default::default() },
+            response: Response {
+                transaction_id: transaction_id.clone(),
+                ..Default::default()
+            },
             transaction_id,
             sender_nonce: Vec::new(),
             peer_nonce: None,
@@ -91,7 +95,10 @@ impl Transaction {
         };
         let body = PkiBody::Ir(vec![cert_req_msg(&request)?]);
         let bytes = tx.build(body, tx.config.implicit_confirm)?;
-        tx.state = State::Awaiting { request: bytes, expect: Expect::CertResponse };
+        tx.state = State::Awaiting {
+            request: bytes,
+            expect: Expect::CertResponse,
+        };
         Ok(tx)
     }
 
@@ -114,7 +121,10 @@ impl Transaction {
     pub fn result(&self) -> Result<()> {
         match &self.state {
             State::Done(r) => r.clone(),
-            State::Awaiting { .. } => Err(Error::new(ErrorCode::InvalidState, "the transaction is still in progress")),
+            State::Awaiting { .. } => Err(Error::new(
+                ErrorCode::InvalidState,
+                "the transaction is still in progress",
+            )),
         }
     }
 
@@ -138,7 +148,10 @@ impl Transaction {
         let expect = match &self.state {
             State::Awaiting { expect, .. } => *expect,
             State::Done(_) => {
-                return Err(Error::new(ErrorCode::InvalidState, "no request is awaiting a response"));
+                return Err(Error::new(
+                    ErrorCode::InvalidState,
+                    "no request is awaiting a response",
+                ));
             }
         };
         let outcome = self.process(bytes, expect);
@@ -178,7 +191,9 @@ impl Transaction {
         self.check_ids(&msg)?;
         self.peer_nonce = Some(
             message::octets(&msg.header.sender_nonce)
-                .ok_or_else(|| Error::new(ErrorCode::MissingHeaderField, "response has no senderNonce"))?
+                .ok_or_else(|| {
+                    Error::new(ErrorCode::MissingHeaderField, "response has no senderNonce")
+                })?
                 .to_vec(),
         );
         match (&msg.body, expect) {
@@ -199,7 +214,11 @@ impl Transaction {
                 ErrorCode::UnexpectedBody,
                 format!(
                     "expected {}, got {}",
-                    if expect == Expect::PkiConf { "pkiConf" } else { "ip" },
+                    if expect == Expect::PkiConf {
+                        "pkiConf"
+                    } else {
+                        "ip"
+                    },
                     body.name()
                 ),
             )),
@@ -227,7 +246,10 @@ impl Transaction {
         match PkiStatus::from_u8(status.status) {
             Some(PkiStatus::Accepted) | Some(PkiStatus::GrantedWithMods) => {}
             Some(PkiStatus::Rejection) => {
-                return Err(Error::new(ErrorCode::Rejected, format!("the CA rejected the request: {status}")));
+                return Err(Error::new(
+                    ErrorCode::Rejected,
+                    format!("the CA rejected the request: {status}"),
+                ));
             }
             Some(PkiStatus::Waiting) => {
                 return Err(Error::new(
@@ -236,15 +258,30 @@ impl Transaction {
                 ));
             }
             _ => {
-                return Err(Error::new(ErrorCode::BadMessageContent, format!("unexpected status in a certificate response: {status}")));
+                return Err(Error::new(
+                    ErrorCode::BadMessageContent,
+                    format!("unexpected status in a certificate response: {status}"),
+                ));
             }
         }
-        let cert = match resp.certified_key_pair.as_ref().map(|k| &k.cert_or_enc_cert) {
+        let cert = match resp
+            .certified_key_pair
+            .as_ref()
+            .map(|k| &k.cert_or_enc_cert)
+        {
             Some(crate::asn1::CertOrEncCert::Certificate(c)) => c,
             Some(crate::asn1::CertOrEncCert::EncryptedCert(_)) => {
-                return Err(Error::new(ErrorCode::UnsupportedAlgorithm, "the certificate came encrypted; decrypting it is not supported yet"));
+                return Err(Error::new(
+                    ErrorCode::UnsupportedAlgorithm,
+                    "the certificate came encrypted; decrypting it is not supported yet",
+                ));
             }
-            None => return Err(Error::new(ErrorCode::NoCertificate, format!("status {status} but no certificate"))),
+            None => {
+                return Err(Error::new(
+                    ErrorCode::NoCertificate,
+                    format!("status {status} but no certificate"),
+                ))
+            }
         };
         let cert_der = cert.to_der()?;
         let cert_spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
@@ -262,8 +299,12 @@ impl Transaction {
             }
             cert_status = Some(crate::asn1::PkiStatusInfo {
                 status: PkiStatus::Rejection as u8,
-                status_string: Some(vec!["public key in new certificate does not match our enrollment key".into()]),
-                fail_info: Some(message::fail_info_bit_string(1 << message::fail_info::INCORRECT_DATA)?),
+                status_string: Some(vec![
+                    "public key in new certificate does not match our enrollment key".into(),
+                ]),
+                fail_info: Some(message::fail_info_bit_string(
+                    1 << message::fail_info::INCORRECT_DATA,
+                )?),
             });
             self.rejection = Some(e);
         }
@@ -278,7 +319,10 @@ impl Transaction {
             hash_alg: None,
         }]);
         let request = self.build(body, false)?;
-        Ok(Some(State::Awaiting { request, expect: Expect::PkiConf }))
+        Ok(Some(State::Awaiting {
+            request,
+            expect: Expect::PkiConf,
+        }))
     }
 
     /// Build and protect a request with a fresh senderNonce.
@@ -326,13 +370,23 @@ impl Transaction {
             recip_kid: None,
             transaction_id: Some(message::octet_string(&self.transaction_id)?),
             sender_nonce: Some(message::octet_string(&self.sender_nonce)?),
-            recip_nonce: self.peer_nonce.as_deref().map(message::octet_string).transpose()?,
+            recip_nonce: self
+                .peer_nonce
+                .as_deref()
+                .map(message::octet_string)
+                .transpose()?,
             free_text: None,
             general_info: implicit_confirm.then(|| vec![message::implicit_confirm_itav()]),
         };
-        let mut msg = PkiMessage { header, body, protection: None, extra_certs };
+        let mut msg = PkiMessage {
+            header,
+            body,
+            protection: None,
+            extra_certs,
+        };
         protection::protect(&mut msg, creds.protection())?;
-        msg.to_der().map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))
+        msg.to_der()
+            .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))
     }
 
     /// Check the protection of a response against our credentials and trust settings.
@@ -401,7 +455,10 @@ impl Transaction {
                     ));
                 }
             }
-            self.peer_signer = Some(PeerSigner { cert_der: cert.to_der()?, public_key: cert.public_key()? });
+            self.peer_signer = Some(PeerSigner {
+                cert_der: cert.to_der()?,
+                public_key: cert.public_key()?,
+            });
         }
         Ok(&self.peer_signer.as_ref().expect("set above").public_key)
     }
@@ -413,18 +470,34 @@ impl Transaction {
             Some(t) => {
                 return Err(Error::new(
                     ErrorCode::TransactionIdMismatch,
-                    format!("response transactionID {} is not ours ({})", hex(t), hex(&self.transaction_id)),
+                    format!(
+                        "response transactionID {} is not ours ({})",
+                        hex(t),
+                        hex(&self.transaction_id)
+                    ),
                 ))
             }
-            None => return Err(Error::new(ErrorCode::MissingHeaderField, "response has no transactionID")),
+            None => {
+                return Err(Error::new(
+                    ErrorCode::MissingHeaderField,
+                    "response has no transactionID",
+                ))
+            }
         }
         match message::octets(&msg.header.recip_nonce) {
             Some(n) if n == self.sender_nonce => Ok(()),
             Some(n) => Err(Error::new(
                 ErrorCode::RecipNonceMismatch,
-                format!("response recipNonce {} does not match our senderNonce {}", hex(n), hex(&self.sender_nonce)),
+                format!(
+                    "response recipNonce {} does not match our senderNonce {}",
+                    hex(n),
+                    hex(&self.sender_nonce)
+                ),
             )),
-            None => Err(Error::new(ErrorCode::RecipNonceMismatch, "response has no recipNonce")),
+            None => Err(Error::new(
+                ErrorCode::RecipNonceMismatch,
+                "response has no recipNonce",
+            )),
         }
     }
 
@@ -432,13 +505,20 @@ impl Transaction {
     fn unprotected(&mut self, msg: &PkiMessage) -> Error {
         let status = match &msg.body {
             PkiBody::Error(e) => Some(PeerStatus::from_status_info(&e.pki_status_info)),
-            PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) => r.response.first().map(|r| PeerStatus::from_status_info(&r.status)),
+            PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) => r
+                .response
+                .first()
+                .map(|r| PeerStatus::from_status_info(&r.status)),
             _ => None,
         };
         match status {
             Some(s) if self.config.unprotected_errors && s.status == PkiStatus::Rejection as u8 => {
                 let e = Error::new(
-                    if matches!(msg.body, PkiBody::Error(_)) { ErrorCode::PeerError } else { ErrorCode::Rejected },
+                    if matches!(msg.body, PkiBody::Error(_)) {
+                        ErrorCode::PeerError
+                    } else {
+                        ErrorCode::Rejected
+                    },
                     format!("the server answered (unprotected, not authenticated): {s}"),
                 );
                 self.response.status = Some(s);
@@ -447,9 +527,15 @@ impl Transaction {
             }
             Some(s) => Error::new(
                 ErrorCode::ProtectionMissing,
-                format!("the response ({}) is not protected; it says: {s}", msg.body.name()),
+                format!(
+                    "the response ({}) is not protected; it says: {s}",
+                    msg.body.name()
+                ),
             ),
-            None => Error::new(ErrorCode::ProtectionMissing, format!("the response ({}) is not protected", msg.body.name())),
+            None => Error::new(
+                ErrorCode::ProtectionMissing,
+                format!("the response ({}) is not protected", msg.body.name()),
+            ),
         }
     }
 }
@@ -483,7 +569,10 @@ fn cert_req_msg(request: &EnrollRequest) -> Result<CertReqMsg> {
         },
         controls: None,
     };
-    let signature = request.key.sign(&cert_req.to_der()?).map_err(|e| e.context("proof-of-possession signature"))?;
+    let signature = request
+        .key
+        .sign(&cert_req.to_der()?)
+        .map_err(|e| e.context("proof-of-possession signature"))?;
     Ok(CertReqMsg {
         cert_req,
         popo: Some(ProofOfPossession::Signature(Box::new(PopoSigningKey {
@@ -502,7 +591,9 @@ fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
     let sig_oid = cert.signature_algorithm().oid;
     let md = match sig_oid {
         o if o == oid::ECDSA_SHA384 || o == oid::RSA_SHA384 => MessageDigest::sha384(),
-        o if o == oid::ECDSA_SHA512 || o == oid::RSA_SHA512 || o == oid::ED25519 => MessageDigest::sha512(),
+        o if o == oid::ECDSA_SHA512 || o == oid::RSA_SHA512 || o == oid::ED25519 => {
+            MessageDigest::sha512()
+        }
         o if o == oid::ED448 => MessageDigest::shake_256(),
         _ => MessageDigest::sha256(),
     };

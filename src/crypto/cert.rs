@@ -7,16 +7,28 @@ use openssl::x509::{X509StoreContext, X509};
 
 /// Parse one certificate from DER.
 pub fn parse_der(der: &[u8]) -> Result<X509> {
-    X509::from_der(der).map_err(|e| Error::new(ErrorCode::BadCertificate, format!("cannot parse certificate: {e}")))
+    X509::from_der(der).map_err(|e| {
+        Error::new(
+            ErrorCode::BadCertificate,
+            format!("cannot parse certificate: {e}"),
+        )
+    })
 }
 
 /// Parse one or more certificates from PEM or a single DER certificate.
 pub fn parse_pem_or_der(data: &[u8]) -> Result<Vec<X509>> {
     if data.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let certs = X509::stack_from_pem(data)
-            .map_err(|e| Error::new(ErrorCode::BadCertificate, format!("cannot parse PEM certificates: {e}")))?;
+        let certs = X509::stack_from_pem(data).map_err(|e| {
+            Error::new(
+                ErrorCode::BadCertificate,
+                format!("cannot parse PEM certificates: {e}"),
+            )
+        })?;
         if certs.is_empty() {
-            return Err(Error::new(ErrorCode::BadCertificate, "no certificate in PEM input"));
+            return Err(Error::new(
+                ErrorCode::BadCertificate,
+                "no certificate in PEM input",
+            ));
         }
         Ok(certs)
     } else {
@@ -32,7 +44,9 @@ pub struct TrustStore {
 
 impl std::fmt::Debug for TrustStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrustStore").field("anchors", &self.count).finish()
+        f.debug_struct("TrustStore")
+            .field("anchors", &self.count)
+            .finish()
     }
 }
 
@@ -66,7 +80,10 @@ impl TrustStore {
         } else {
             Err(Error::new(
                 ErrorCode::SignerNotTrusted,
-                format!("certificate {} does not validate against the trust anchors: {reason}", subject_text(leaf)),
+                format!(
+                    "certificate {} does not validate against the trust anchors: {reason}",
+                    subject_text(leaf)
+                ),
             ))
         }
     }
@@ -91,14 +108,21 @@ mod tests {
     use super::*;
 
     fn vec_cert(name: &str) -> X509 {
-        let p = format!("{}/tests/vectors/openssl-3.0/pki/{name}", env!("CARGO_MANIFEST_DIR"));
-        parse_pem_or_der(&std::fs::read(p).unwrap()).unwrap().remove(0)
+        let p = format!(
+            "{}/tests/vectors/openssl-3.0/pki/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        parse_pem_or_der(&std::fs::read(p).unwrap())
+            .unwrap()
+            .remove(0)
     }
 
     #[test]
     fn server_cert_validates_through_the_issuing_ca_to_the_root() {
         let store = TrustStore::new(&[vec_cert("root.crt")]).unwrap();
-        store.verify(&vec_cert("server.crt"), &[vec_cert("ca.crt")]).unwrap();
+        store
+            .verify(&vec_cert("server.crt"), &[vec_cert("ca.crt")])
+            .unwrap();
     }
 
     #[test]
@@ -108,6 +132,12 @@ mod tests {
         assert_eq!(e.code, ErrorCode::SignerNotTrusted);
         assert!(e.detail.contains("CMP Interop Server"), "{}", e.detail);
         let other = TrustStore::new(&[vec_cert("client.crt")]).unwrap();
-        assert_eq!(other.verify(&vec_cert("server.crt"), &[vec_cert("ca.crt")]).unwrap_err().code, ErrorCode::SignerNotTrusted);
+        assert_eq!(
+            other
+                .verify(&vec_cert("server.crt"), &[vec_cert("ca.crt")])
+                .unwrap_err()
+                .code,
+            ErrorCode::SignerNotTrusted
+        );
     }
 }

@@ -10,6 +10,11 @@
 
 mod util;
 
+pub mod ctx;
+pub mod key;
+pub mod request;
+pub mod response;
+pub mod transaction;
 pub mod version;
 
-pub use util::cmpkit_result_name;
+pub use util::{cmpkit_last_error, cmpkit_result_name};

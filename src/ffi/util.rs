@@ -122,14 +122,17 @@ pub(crate) fn into_handle<T>(v: T) -> *mut T {
     Box::into_raw(Box::new(v))
 }
 
-/// Free a handle made by [`into_handle`]; NULL is ignored.
+/// Free a handle made by [`into_handle`]; NULL is ignored; a panic in a destructor (e.g. a
+/// caller's finalizer unwinding) is contained.
 ///
 /// # Safety
 /// `p` must be NULL or a pointer from `into_handle::<T>` not yet freed.
 pub(crate) unsafe fn free_handle<T>(p: *mut T) {
     if !p.is_null() {
-        // SAFETY: produced by Box::into_raw in `into_handle` and not yet freed.
-        drop(unsafe { Box::from_raw(p) });
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: produced by Box::into_raw in `into_handle` and not yet freed.
+            drop(unsafe { Box::from_raw(p) });
+        }));
     }
 }
 
@@ -157,4 +160,70 @@ pub extern "C" fn cmpkit_result_name(code: u32) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn cmpkit_last_error() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+}
+
+/// Copy `data` into the caller's buffer (`buf`, capacity `cap`) and its length to `*len`.
+/// If `buf` is NULL or too small, only `*len` is written and the result is
+/// [`ErrorCode::BufferTooSmall`].
+///
+/// # Safety
+/// `buf` must be NULL or writable for `cap` bytes; `len` must be NULL or writable.
+pub(crate) unsafe fn copy_out(
+    data: &[u8],
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> Result<(), Error> {
+    if len.is_null() {
+        return Err(Error::new(ErrorCode::NullArgument, "len is NULL"));
+    }
+    // SAFETY: non-NULL and writable per the contract.
+    unsafe { len.write(data.len()) };
+    if buf.is_null() || cap < data.len() {
+        return Err(Error::new(
+            ErrorCode::BufferTooSmall,
+            format!("the buffer holds {cap} bytes, {} are needed", data.len()),
+        ));
+    }
+    // SAFETY: `buf` has room for `data.len()` bytes (checked above) and does not overlap `data`.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len()) };
+    Ok(())
+}
+
+/// Point `*ptr`/`*len` at borrowed bytes.
+///
+/// # Safety
+/// `ptr` and `len` must be NULL or writable.
+pub(crate) unsafe fn borrow_out(
+    data: &[u8],
+    ptr: *mut *const u8,
+    len: *mut usize,
+) -> Result<(), Error> {
+    if ptr.is_null() || len.is_null() {
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            "output pointer or length is NULL",
+        ));
+    }
+    // SAFETY: both checked non-NULL and writable per the contract.
+    unsafe {
+        ptr.write(data.as_ptr());
+        len.write(data.len());
+    }
+    Ok(())
+}
+
+/// [`guard`] for calls on a context: NULL check, and the failure's detail kept on the context.
+///
+/// `ctx` comes straight from a C caller, whose contract (stated in the header) is that it is
+/// NULL or a live context handle used by one thread at a time.
+pub(crate) fn guard_on<F>(ctx: *mut super::ctx::cmpkit_ctx, f: F) -> ErrorCode
+where
+    F: FnOnce(&mut super::ctx::cmpkit_ctx) -> Result<(), Error>,
+{
+    guard(|| {
+        // SAFETY: the C API contract: NULL or a live, unaliased context handle.
+        let c = unsafe { try_mut(ctx, "ctx") }?;
+        f(c).inspect_err(|e| c.set_error(e))
+    })
 }

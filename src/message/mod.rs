@@ -17,13 +17,21 @@ pub fn decode(bytes: &[u8], max_size: usize) -> Result<PkiMessage> {
     if bytes.len() > max_size {
         return Err(Error::new(
             ErrorCode::MessageTooLarge,
-            format!("message of {} bytes exceeds the limit of {max_size} bytes", bytes.len()),
+            format!(
+                "message of {} bytes exceeds the limit of {max_size} bytes",
+                bytes.len()
+            ),
         ));
     }
     if bytes.is_empty() {
         return Err(Error::new(ErrorCode::MalformedMessage, "empty message"));
     }
-    PkiMessage::from_der(bytes).map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("not a DER PKIMessage: {e}")))
+    PkiMessage::from_der(bytes).map_err(|e| {
+        Error::new(
+            ErrorCode::MalformedMessage,
+            format!("not a DER PKIMessage: {e}"),
+        )
+    })
 }
 
 /// Parse a distinguished name written the OpenSSL way (`/CN=Device 1/O=Example`) or as an
@@ -31,13 +39,22 @@ pub fn decode(bytes: &[u8], max_size: usize) -> Result<PkiMessage> {
 pub fn parse_name(s: &str) -> Result<Name> {
     let rfc4514 = if let Some(rest) = s.strip_prefix('/') {
         // OpenSSL order is most significant first; RFC 4514 strings list the last RDN first.
-        let mut parts: Vec<String> = rest.split('/').filter(|p| !p.is_empty()).map(|p| p.replace(',', "\\,")).collect();
+        let mut parts: Vec<String> = rest
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.replace(',', "\\,"))
+            .collect();
         parts.reverse();
         parts.join(",")
     } else {
         s.to_owned()
     };
-    Name::from_str(&rfc4514).map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot parse name {s:?}: {e}")))
+    Name::from_str(&rfc4514).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("cannot parse name {s:?}: {e}"),
+        )
+    })
 }
 
 /// The NULL-DN as a GeneralName (RFC 9810: sender/recipient when the name is unknown).
@@ -68,7 +85,10 @@ pub fn implicit_confirm_itav() -> InfoTypeAndValue {
 
 /// Whether the header's generalInfo carries implicitConfirm.
 pub fn has_implicit_confirm(header: &PkiHeader) -> bool {
-    header.general_info.as_ref().is_some_and(|v| v.iter().any(|i| i.oid == oid::IT_IMPLICIT_CONFIRM))
+    header
+        .general_info
+        .as_ref()
+        .is_some_and(|v| v.iter().any(|i| i.oid == oid::IT_IMPLICIT_CONFIRM))
 }
 
 /// Bytes of an optional OCTET STRING header field.
@@ -78,7 +98,8 @@ pub fn octets(f: &Option<OctetString>) -> Option<&[u8]> {
 
 /// An OCTET STRING from bytes.
 pub fn octet_string(b: &[u8]) -> Result<OctetString> {
-    OctetString::new(b).map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("OCTET STRING: {e}")))
+    OctetString::new(b)
+        .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("OCTET STRING: {e}")))
 }
 
 /// PKIStatus values (RFC 9810 §5.2.3).
@@ -200,7 +221,8 @@ pub fn fail_info_bit_string(mask: u32) -> Result<BitString> {
         }
     }
     let unused = (nbytes * 8 - nbits) as u8;
-    BitString::new(unused, bytes).map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("failInfo: {e}")))
+    BitString::new(unused, bytes)
+        .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("failInfo: {e}")))
 }
 
 /// A peer's verdict: PKIStatus, failInfo bits and statusString, as reported to callers.
@@ -226,7 +248,10 @@ impl PeerStatus {
 
     /// The failInfo bit names that are set.
     pub fn fail_info_names(&self) -> Vec<&'static str> {
-        (0..FAIL_INFO_NAMES.len()).filter(|n| self.fail_info & (1 << n) != 0).map(|n| FAIL_INFO_NAMES[n]).collect()
+        (0..FAIL_INFO_NAMES.len())
+            .filter(|n| self.fail_info & (1 << n) != 0)
+            .map(|n| FAIL_INFO_NAMES[n])
+            .collect()
     }
 }
 
@@ -262,7 +287,10 @@ mod tests {
 
     #[test]
     fn malformed_name_is_an_invalid_argument() {
-        assert_eq!(parse_name("/NOPE").unwrap_err().code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            parse_name("/NOPE").unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
     }
 
     #[test]
@@ -272,19 +300,35 @@ mod tests {
             assert_eq!(fail_info_mask(&bs), mask);
         }
         // badPOP (bit 9) is encoded as 03 03 06 00 40, as OpenSSL does.
-        assert_eq!(fail_info_bit_string(1 << 9).unwrap().to_der().unwrap(), [3, 3, 6, 0, 0x40]);
+        assert_eq!(
+            fail_info_bit_string(1 << 9).unwrap().to_der().unwrap(),
+            [3, 3, 6, 0, 0x40]
+        );
     }
 
     #[test]
     fn peer_status_reads_like_the_rfc() {
-        let s = PeerStatus { status: 2, fail_info: 1 << 9, texts: vec!["no".into()] };
+        let s = PeerStatus {
+            status: 2,
+            fail_info: 1 << 9,
+            texts: vec!["no".into()],
+        };
         assert_eq!(s.to_string(), "rejection (failInfo: badPOP): \"no\"");
     }
 
     #[test]
     fn oversized_and_empty_and_truncated_input_get_distinct_errors() {
-        assert_eq!(decode(&[0x30; 10], 5).unwrap_err().code, ErrorCode::MessageTooLarge);
-        assert_eq!(decode(&[], 5).unwrap_err().code, ErrorCode::MalformedMessage);
-        assert_eq!(decode(&[0x30, 0x05, 0x02], 100).unwrap_err().code, ErrorCode::MalformedMessage);
+        assert_eq!(
+            decode(&[0x30; 10], 5).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+        assert_eq!(
+            decode(&[], 5).unwrap_err().code,
+            ErrorCode::MalformedMessage
+        );
+        assert_eq!(
+            decode(&[0x30, 0x05, 0x02], 100).unwrap_err().code,
+            ErrorCode::MalformedMessage
+        );
     }
 }

@@ -1,0 +1,224 @@
+//! `cmpkit_transaction`: one exchange driven by the caller (non-blocking), and the blocking
+//! `cmpkit_execute` that is a loop over the same steps.
+
+use super::ctx::cmpkit_ctx;
+use super::request::cmpkit_request;
+use super::response::cmpkit_response;
+use super::util::{
+    borrow_out, c_string, free_handle, guard, into_handle, set_last_error, try_bytes, try_mut,
+    try_ref, write_out,
+};
+use crate::client::{execute, EnrollRequest, Transaction};
+use crate::error::{Error, ErrorCode};
+use std::ffi::{c_char, CString};
+use std::sync::Arc;
+
+/// One transaction in progress. Use from one thread at a time; independent of the context
+/// and request it was started from (they may be freed or changed meanwhile).
+pub struct cmpkit_transaction {
+    inner: Transaction,
+    last_error: Option<CString>,
+}
+
+fn copy_request(r: &EnrollRequest) -> EnrollRequest {
+    EnrollRequest {
+        subject: r.subject.clone(),
+        sans: r.sans.clone(),
+        key: Arc::clone(&r.key),
+    }
+}
+
+/// Run the whole transaction for `req` over the context's transfer, blocking.
+///
+/// Returns `CMPKIT_RESULT_OK` when the certificate was issued and confirmed. `*out` receives
+/// a response (caller frees with `cmpkit_response_free`) whenever the exchange got that far
+/// that the peer said something — on success, and also on failures such as
+/// `CMPKIT_RESULT_REJECTED` or `CMPKIT_RESULT_PEER_ERROR`, so that the peer's status can be
+/// read; otherwise `*out` is set to NULL. This is the one exception to "out-parameters are
+/// written only on success". `out` may be NULL if the caller does not want the response.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_execute(
+    ctx: *mut cmpkit_ctx,
+    req: *const cmpkit_request,
+    out: *mut *mut cmpkit_response,
+) -> ErrorCode {
+    guard(|| {
+        if !out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { out.write(std::ptr::null_mut()) };
+        }
+        // SAFETY: NULL or live handles, used by this thread only.
+        let (c, r) = unsafe { (try_mut(ctx, "ctx")?, try_ref(req, "req")?) };
+        let run = |c: &mut cmpkit_ctx| -> Result<Transaction, Error> {
+            let cfg = c.config()?;
+            let mut tx = Transaction::start_ir(cfg, copy_request(&r.inner))?;
+            let mut transfer = c.transfer()?;
+            let _ = execute(&mut tx, &mut transfer);
+            Ok(tx)
+        };
+        let tx = run(c).inspect_err(|e| c.set_error(e))?;
+        let result = tx.result();
+        let said_something = tx.response().status.is_some() || tx.response().certificate.is_some();
+        if !out.is_null() && said_something {
+            // SAFETY: non-NULL and writable.
+            unsafe { out.write(into_handle(cmpkit_response::new(tx.response().clone()))) };
+        }
+        result.inspect_err(|e| c.set_error(e))
+    })
+}
+
+/// Start a transaction for `req` without sending anything: the caller moves the bytes.
+///
+/// Loop: `cmpkit_transaction_request` gives the bytes to send; feed the answer to
+/// `cmpkit_transaction_feed`; stop when `cmpkit_transaction_is_done` says 1. The caller frees
+/// the transaction with `cmpkit_transaction_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_start(
+    ctx: *mut cmpkit_ctx,
+    req: *const cmpkit_request,
+    out: *mut *mut cmpkit_transaction,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or live handles.
+        let (c, r) = unsafe { (try_mut(ctx, "ctx")?, try_ref(req, "req")?) };
+        if out.is_null() {
+            return Err(Error::new(ErrorCode::NullArgument, "out is NULL"));
+        }
+        let tx = c
+            .config()
+            .and_then(|cfg| Transaction::start_ir(cfg, copy_request(&r.inner)))
+            .inspect_err(|e| c.set_error(e))?;
+        // SAFETY: `out` checked non-NULL; writable per the contract.
+        unsafe {
+            write_out(
+                out,
+                into_handle(cmpkit_transaction {
+                    inner: tx,
+                    last_error: None,
+                }),
+                "out",
+            )
+        }
+    })
+}
+
+/// The next request to send. Borrowed until the next call on the transaction.
+/// `CMPKIT_RESULT_INVALID_STATE` when the transaction is done.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_request(
+    tx: *const cmpkit_transaction,
+    req: *mut *const u8,
+    req_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live transaction handle.
+        let t = unsafe { try_ref(tx, "tx") }?;
+        let r = t.inner.pending_request().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidState,
+                "the transaction is done: nothing to send",
+            )
+        })?;
+        // SAFETY: out-params NULL or writable.
+        unsafe { borrow_out(r, req, req_len) }
+    })
+}
+
+/// Feed the server's answer to the last request. Returns the outcome of checking it; a
+/// failure ends the transaction (the transaction handle stays valid for reading).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_feed(
+    tx: *mut cmpkit_transaction,
+    rsp: *const u8,
+    rsp_len: usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live transaction handle used by one thread.
+        let t = unsafe { try_mut(tx, "tx") }?;
+        // SAFETY: a buffer of `rsp_len` bytes.
+        let bytes = unsafe { try_bytes(rsp, rsp_len, "rsp") }?;
+        t.inner
+            .handle_response(bytes)
+            .inspect_err(|e| t.last_error = Some(c_string(&e.to_string())))
+    })
+}
+
+/// End the transaction because the transfer failed (e.g. a timeout in the caller's event
+/// loop); `detail` (may be NULL) is kept as the failure's description.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_abort(
+    tx: *mut cmpkit_transaction,
+    detail: *const c_char,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live transaction handle.
+        let t = unsafe { try_mut(tx, "tx") }?;
+        let d = if detail.is_null() {
+            "aborted by the caller".to_owned()
+        } else {
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            unsafe { super::util::try_str(detail, "detail") }?.to_owned()
+        };
+        t.inner.abort(Error::new(ErrorCode::TransferFailed, d));
+        Ok(())
+    })
+}
+
+/// 1 when the transaction is over (successfully or not), 0 while a request awaits an answer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_is_done(tx: *const cmpkit_transaction) -> i32 {
+    // SAFETY: NULL or a live transaction handle.
+    unsafe { tx.as_ref() }.is_none_or(|t| t.inner.is_done()) as i32
+}
+
+/// The transaction's final result: OK once the certificate is issued and confirmed;
+/// `CMPKIT_RESULT_INVALID_STATE` while still running; the failure otherwise.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_result(tx: *const cmpkit_transaction) -> ErrorCode {
+    // SAFETY: NULL or a live transaction handle.
+    match unsafe { tx.as_ref() } {
+        None => set_last_error(&Error::new(ErrorCode::NullArgument, "tx is NULL")),
+        Some(t) => match t.inner.result() {
+            Ok(()) => ErrorCode::Ok,
+            Err(e) => set_last_error(&e),
+        },
+    }
+}
+
+/// The detail of the transaction's failure, or NULL. Borrowed until the next call on it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_last_error(
+    tx: *const cmpkit_transaction,
+) -> *const c_char {
+    // SAFETY: NULL or a live transaction handle.
+    unsafe { tx.as_ref() }
+        .and_then(|t| t.last_error.as_ref())
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// A snapshot of what the peer said so far; the caller frees it with `cmpkit_response_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_response(
+    tx: *const cmpkit_transaction,
+    out: *mut *mut cmpkit_response,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live transaction handle.
+        let t = unsafe { try_ref(tx, "tx") }?;
+        // SAFETY: `out` NULL or writable.
+        unsafe {
+            write_out(
+                out,
+                into_handle(cmpkit_response::new(t.inner.response().clone())),
+                "out",
+            )
+        }
+    })
+}
+
+/// Free a transaction (NULL is ignored).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_transaction_free(tx: *mut cmpkit_transaction) {
+    // SAFETY: NULL or a live transaction handle, freed once.
+    unsafe { free_handle(tx) };
+}
