@@ -521,9 +521,10 @@ enum Scheme {
 impl Scheme {
     fn parse(alg: &AlgorithmIdentifierOwned, limits: &MacLimits) -> Result<Scheme> {
         match alg.oid {
-            o if o == oid::PASSWORD_BASED_MAC => {
-                Ok(Scheme::Pbm(pbm::Spec::parse(alg.parameters.as_ref(), limits)?))
-            }
+            o if o == oid::PASSWORD_BASED_MAC => Ok(Scheme::Pbm(pbm::Spec::parse(
+                alg.parameters.as_ref(),
+                limits,
+            )?)),
             o if o == oid::PBMAC1 => Ok(Scheme::Pbmac1(pbmac1::Spec::parse(
                 alg.parameters.as_ref(),
                 limits,
@@ -586,10 +587,7 @@ fn hmac(hash: HashAlg, key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
 /// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
 fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
     if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
-        return fail(
-            ErrorCode::BadMacParameters,
-            format!("{what} is negative"),
-        );
+        return fail(ErrorCode::BadMacParameters, format!("{what} is negative"));
     }
     u64::from_der(&i.to_der()?).map_err(|_| {
         Error::new(

@@ -60,7 +60,10 @@ impl PbmConfig {
         let mut salt = vec![0u8; self.salt_len];
         check_salt(&salt)?;
         if self.iterations < 1 {
-            return fail(ErrorCode::BadMacParameters, "PBM iteration count must be ≥ 1");
+            return fail(
+                ErrorCode::BadMacParameters,
+                "PBM iteration count must be ≥ 1",
+            );
         }
         openssl::rand::rand_bytes(&mut salt)?;
         let params = PbmParameter {
@@ -100,8 +103,9 @@ impl Spec {
                 "PasswordBasedMac protectionAlg has no PBMParameter",
             );
         };
-        let p = PbmParameter::from_der(&params.to_der()?)
-            .map_err(|e| crate::Error::new(ErrorCode::MalformedMessage, format!("PBMParameter: {e}")))?;
+        let p = PbmParameter::from_der(&params.to_der()?).map_err(|e| {
+            crate::Error::new(ErrorCode::MalformedMessage, format!("PBMParameter: {e}"))
+        })?;
         let iterations = int_to_u64(&p.iteration_count, "PBM iterationCount")?;
         check_iterations(iterations, limits, "PBM")?;
         check_salt(p.salt.as_bytes())?;

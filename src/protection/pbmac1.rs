@@ -58,12 +58,18 @@ impl Pbmac1Config {
         let mut salt = vec![0u8; self.salt_len];
         check_salt(&salt)?;
         if self.iterations < 1 {
-            return fail(ErrorCode::BadMacParameters, "PBKDF2 iteration count must be ≥ 1");
+            return fail(
+                ErrorCode::BadMacParameters,
+                "PBKDF2 iteration count must be ≥ 1",
+            );
         }
         if !(1..=MAX_KEY_LEN).contains(&self.key_len) {
             return fail(
                 ErrorCode::BadMacParameters,
-                format!("PBKDF2 key length {} is outside 1..={MAX_KEY_LEN}", self.key_len),
+                format!(
+                    "PBKDF2 key length {} is outside 1..={MAX_KEY_LEN}",
+                    self.key_len
+                ),
             );
         }
         openssl::rand::rand_bytes(&mut salt)?;
@@ -108,7 +114,10 @@ impl Spec {
     /// Read and check `params` (the AlgorithmIdentifier's parameters). No hashing is done.
     pub(crate) fn parse(params: Option<&Any>, limits: &MacLimits) -> Result<Spec> {
         let Some(params) = params else {
-            return fail(ErrorCode::MalformedMessage, "PBMAC1 protectionAlg has no parameters");
+            return fail(
+                ErrorCode::MalformedMessage,
+                "PBMAC1 protectionAlg has no parameters",
+            );
         };
         let p = Pbmac1Params::from_der(&params.to_der()?)
             .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBMAC1-params: {e}")))?;
@@ -191,7 +200,10 @@ impl Spec {
     /// PBKDF2(prf, secret, salt, iterations, key_len).
     pub(crate) fn derive_key(&self, secret: &[u8], key_len: usize) -> Result<Vec<u8>> {
         let iterations = usize::try_from(self.iterations).map_err(|_| {
-            Error::new(ErrorCode::IterationCountTooHigh, "iteration count exceeds usize")
+            Error::new(
+                ErrorCode::IterationCountTooHigh,
+                "iteration count exceeds usize",
+            )
         })?;
         let mut key = vec![0u8; key_len];
         openssl::pkcs5::pbkdf2_hmac(secret, &self.salt, iterations, self.prf.md(), &mut key)?;
