@@ -147,3 +147,34 @@ impl Spec {
         Ok(key.to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(iterations: u64) -> Spec {
+        Spec {
+            salt: b"salt".to_vec(),
+            owf: HashAlg::Sha256,
+            iterations,
+            mac: HashAlg::Sha1,
+        }
+    }
+
+    #[test]
+    fn iteration_count_is_the_total_number_of_owf_applications() {
+        let once = openssl::sha::sha256(b"secretsalt");
+        assert_eq!(spec(1).derive_key(b"secret").unwrap(), once);
+        let twice = openssl::sha::sha256(&once);
+        assert_eq!(spec(2).derive_key(b"secret").unwrap(), twice);
+    }
+
+    #[test]
+    fn derivation_at_the_default_cap_takes_well_under_a_second() {
+        let start = std::time::Instant::now();
+        spec(MacLimits::default().max_iterations)
+            .derive_key(b"secret")
+            .unwrap();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+}

@@ -15,9 +15,8 @@ use der::asn1::{Any, OctetString};
 use der::{Decode, Encode};
 use spki::AlgorithmIdentifierOwned;
 
-/// The largest PBKDF2 derived key accepted, in octets. Bounds the PBKDF2 work to
-/// `iterationCount × ceil(MAX_KEY_LEN / hLen)` PRF calls; 512 admits the bit-length quirk
-/// (keyLength 4096).
+/// The largest PBKDF2 derived key accepted, in octets; 512 admits the bit-length quirk
+/// (keyLength 4096). The work is bounded separately by [`MacLimits::max_pbkdf2_work`].
 pub const MAX_KEY_LEN: usize = 512;
 
 /// Settings for producing PBMAC1 protection; each message gets a fresh salt.
@@ -178,6 +177,23 @@ impl Spec {
                 v
             }
         };
+        // Bound the PBKDF2 work of each reading of keyLength; drop readings beyond the cap.
+        let work = |len: usize| iterations.saturating_mul(len.div_ceil(prf.output_len()) as u64);
+        let first_work = work(key_lens[0]);
+        let key_lens: Vec<usize> = key_lens
+            .into_iter()
+            .filter(|&len| work(len) <= limits.max_pbkdf2_work)
+            .collect();
+        if key_lens.is_empty() {
+            return fail(
+                ErrorCode::IterationCountTooHigh,
+                format!(
+                    "PBKDF2 work (iterationCount {iterations} × output blocks) {first_work} \
+                     exceeds the cap of {}",
+                    limits.max_pbkdf2_work
+                ),
+            );
+        }
         Ok(Spec {
             salt: kdf.salt.as_bytes().to_vec(),
             iterations,
@@ -208,5 +224,76 @@ impl Spec {
         let mut key = vec![0u8; key_len];
         openssl::pkcs5::pbkdf2_hmac(secret, &self.salt, iterations, self.prf.md(), &mut key)?;
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pbkdf2_matches_rfc6070_sha1_vector() {
+        let spec = Spec {
+            salt: b"salt".to_vec(),
+            iterations: 2,
+            prf: HashAlg::Sha1,
+            mac: HashAlg::Sha1,
+            key_lens: vec![20],
+        };
+        let key = spec.derive_key(b"password", 20).unwrap();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957");
+    }
+
+    fn alg(key_len: u64, iterations: u64) -> Any {
+        let kdf = Pbkdf2Params {
+            salt: OctetString::new(vec![1u8; 16]).unwrap(),
+            iteration_count: u64_to_int(iterations).unwrap(),
+            key_length: Some(u64_to_int(key_len).unwrap()),
+            prf: None,
+        };
+        let p = Pbmac1Params {
+            key_derivation_func: AlgorithmIdentifierOwned {
+                oid: oid::PBKDF2,
+                parameters: Some(Any::encode_from(&kdf).unwrap()),
+            },
+            message_auth_scheme: AlgorithmIdentifierOwned {
+                oid: oid::HMAC_WITH_SHA256,
+                parameters: None,
+            },
+        };
+        Any::encode_from(&p).unwrap()
+    }
+
+    fn key_lens(key_len: u64) -> Vec<usize> {
+        Spec::parse(Some(&alg(key_len, 1000)), &MacLimits::default())
+            .unwrap()
+            .key_lens
+    }
+
+    #[test]
+    fn key_length_is_read_as_octets_then_as_bits() {
+        assert_eq!(key_lens(32), [32, 4]);
+        assert_eq!(key_lens(20), [20]);
+        assert_eq!(key_lens(4096), [512]);
+        let err = Spec::parse(Some(&alg(8192, 1000)), &MacLimits::default()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadMacParameters);
+        // The default PRF is hmacWithSHA1 (RFC 8018).
+        let s = Spec::parse(Some(&alg(32, 1000)), &MacLimits::default()).unwrap();
+        assert_eq!(s.prf, HashAlg::Sha1);
+    }
+
+    #[test]
+    fn pbkdf2_work_beyond_the_cap_is_refused_or_that_reading_dropped() {
+        let limits = MacLimits::default();
+        // 100 000 iterations × 25 SHA-1 blocks for 500 octets (no bit reading): too much work.
+        let start = std::time::Instant::now();
+        let err = Spec::parse(Some(&alg(500, 100_000)), &limits).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        assert!(err.detail.contains("400000"), "{}", err.detail);
+        // 256 octets (13 blocks) is too much, its bit reading (32 octets, 2 blocks) is not.
+        let s = Spec::parse(Some(&alg(256, 100_000)), &limits).unwrap();
+        assert_eq!(s.key_lens, [32]);
     }
 }
