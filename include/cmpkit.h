@@ -30,6 +30,40 @@
 // Patch version of the library.
 #define CMPKIT_VERSION_PATCH 0
 
+// The default cap on a message's size (1 MiB).
+#define DEFAULT_MAX_MESSAGE_SIZE (1 << 20)
+
+// badAlg.
+#define BAD_ALG 0
+
+// badMessageCheck.
+#define BAD_MESSAGE_CHECK 1
+
+// badRequest.
+#define BAD_REQUEST 2
+
+// incorrectData.
+#define INCORRECT_DATA 7
+
+// badPOP.
+#define BAD_POP 9
+
+// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
+#define MAX_SALT_LEN 256
+
+// How many derived keys the cache keeps.
+#define MacKeyCache_CAPACITY 4
+
+// The largest PBKDF2 derived key accepted, in octets; 512 admits the bit-length quirk
+// (keyLength 4096). The work is bounded separately by [`MacLimits::max_pbkdf2_work`].
+#define MAX_KEY_LEN 512
+
+// Default largest accepted response body: 1 MiB.
+#define DEFAULT_MAX_RESPONSE_SIZE (1 << 20)
+
+// Largest accepted response header block (status line and header fields): 16 KiB.
+#define MAX_HEADER_SIZE (16 * 1024)
+
 // Stable result codes. The numeric values are part of the C ABI and are never reused.
 //
 // Ranges: 1xx API misuse, 2xx message encoding, 3xx protection, 4xx transaction
@@ -49,6 +83,10 @@ enum cmpkit_result
   CMPKIT_RESULT_INVALID_STATE = 102,
   // The context lacks configuration this operation needs.
   CMPKIT_RESULT_MISSING_CONFIG = 103,
+  // The caller's buffer is too small; the required size was written to the length out-parameter.
+  CMPKIT_RESULT_BUFFER_TOO_SMALL = 104,
+  // The requested item does not exist (e.g. no certificate in the response, index out of range).
+  CMPKIT_RESULT_NOT_FOUND = 105,
   // An internal error (a caught panic or a broken invariant); the handle stays valid.
   CMPKIT_RESULT_INTERNAL = 199,
   // A message could not be decoded as DER (truncated, malformed, trailing data).
@@ -77,6 +115,8 @@ enum cmpkit_result
   CMPKIT_RESULT_SIGNER_NOT_TRUSTED = 305,
   // The protection type does not match the configured credentials.
   CMPKIT_RESULT_WRONG_PROTECTION_TYPE = 306,
+  // The MAC parameters are malformed or out of range (salt, iteration count, key length).
+  CMPKIT_RESULT_BAD_MAC_PARAMETERS = 307,
   // The transactionID of the response does not match the request.
   CMPKIT_RESULT_TRANSACTION_ID_MISMATCH = 400,
   // The recipNonce of the response does not match our senderNonce.
@@ -155,6 +195,58 @@ typedef uint32_t cmpkit_sig_alg;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A buffer the library hands to the transfer callback for the response bytes.
+typedef struct cmpkit_buffer cmpkit_buffer;
+
+// A client context: who the server is, how to authenticate, whom to trust, how to transfer.
+//
+// Configure it with the `cmpkit_ctx_set_*` / `cmpkit_ctx_add_*` functions, then run
+// transactions with `cmpkit_execute` (blocking) or `cmpkit_transaction_start`. Thread
+// safety: use a context from one thread at a time.
+typedef struct cmpkit_ctx cmpkit_ctx;
+
+// A private key for CMP: generated, loaded, or external (signing through a callback).
+//
+// Thread safety: a key may be shared by several contexts and requests; the library holds
+// its own reference, so the caller may free the handle while requests still use it.
+typedef struct cmpkit_key cmpkit_key;
+
+// A certificate request: the key to certify, subject and subjectAltNames.
+//
+// Thread safety: use from one thread at a time; it may be freed right after use.
+typedef struct cmpkit_request cmpkit_request;
+
+// The outcome of a transaction. Immutable; may be read from several threads.
+typedef struct cmpkit_response cmpkit_response;
+
+// One transaction in progress. Use from one thread at a time; independent of the context
+// and request it was started from (they may be freed or changed meanwhile).
+typedef struct cmpkit_transaction cmpkit_transaction;
+
+// Sends one request (`req`, `req_len`: a DER PKIMessage) to the server and appends the
+// response to `rsp` with `cmpkit_buffer_append`. Return 0 on success, non-zero if the
+// transfer failed. Called on the thread that runs `cmpkit_execute`.
+typedef int32_t (*cmpkit_transfer_fn)(void *userdata,
+                                      const uint8_t *req,
+                                      size_t req_len,
+                                      struct cmpkit_buffer *rsp);
+
+// Signs `tbs` with the caller's private key (HSM, TPM, secure element).
+//
+// `alg` says how (hash and padding are the callee's job; EdDSA signs `tbs` itself). Write the
+// signature (DER for ECDSA, raw for RSA and EdDSA) into `sig`, whose capacity is `*sig_len`
+// on entry, and set `*sig_len` to its length. Return 0 on success, non-zero on failure.
+// Called from the thread that drives the transaction.
+typedef int32_t (*cmpkit_sign_fn)(void *userdata,
+                                  uint32_t alg,
+                                  const uint8_t *tbs,
+                                  size_t tbs_len,
+                                  uint8_t *sig,
+                                  size_t *sig_len);
+
+// Releases callback userdata; called exactly once, when the last user of the key is gone.
+typedef void (*cmpkit_free_fn)(void *userdata);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -169,6 +261,239 @@ const char *cmpkit_result_name(uint32_t code);
 // Valid until the next cmpkit call on this thread; do not free it. Handles keep their own
 // detail too (e.g. `cmpkit_ctx_last_error`), which stays valid longer.
 const char *cmpkit_last_error(void);
+
+// Append `len` bytes to the response buffer of a transfer callback.
+//
+// Fails with `CMPKIT_RESULT_RESPONSE_TOO_LARGE` past the context's message size limit.
+cmpkit_result cmpkit_buffer_append(struct cmpkit_buffer *buf, const uint8_t *data, size_t len);
+
+// Create a client context with default settings (PBM for MAC protection, 1 MiB message
+// limit, 30 s HTTP timeout). The caller frees it with `cmpkit_ctx_free`.
+cmpkit_result cmpkit_ctx_new(struct cmpkit_ctx **out);
+
+// Free a context (NULL is ignored).
+void cmpkit_ctx_free(struct cmpkit_ctx *ctx);
+
+// The detail of the last failure of a call on this context (or a transaction it ran), or
+// NULL. Borrowed until the next failing call on the context or its free.
+const char *cmpkit_ctx_last_error(const struct cmpkit_ctx *ctx);
+
+// Use the built-in HTTP transfer (RFC 9811) to `url` (`http://host[:port]/path`).
+cmpkit_result cmpkit_ctx_set_server_url(struct cmpkit_ctx *ctx, const char *url);
+
+// Set the per-message timeout of the built-in HTTP transfer, in seconds (> 0).
+cmpkit_result cmpkit_ctx_set_timeout(struct cmpkit_ctx *ctx, uint32_t seconds);
+
+// Use the caller's transfer callback instead of HTTP: serial lines, CoAP, files, tests.
+// `userdata` is passed to every call; it stays owned by the caller and must outlive the
+// context's use of it.
+cmpkit_result cmpkit_ctx_set_transfer(struct cmpkit_ctx *ctx,
+                                      cmpkit_transfer_fn transfer,
+                                      void *userdata);
+
+// Protect requests with a shared secret (MAC); `reference` is sent as senderKID so the
+// server can find the secret. Replaces signature credentials.
+cmpkit_result cmpkit_ctx_set_secret(struct cmpkit_ctx *ctx,
+                                    const uint8_t *secret,
+                                    size_t secret_len,
+                                    const uint8_t *reference,
+                                    size_t reference_len);
+
+// Choose the MAC algorithm for shared-secret protection (a `MacAlg` value; PBM by default).
+cmpkit_result cmpkit_ctx_set_mac_alg(struct cmpkit_ctx *ctx, uint32_t alg);
+
+// Protect requests by signature with `key` and its certificate `cert` (PEM or DER; further
+// PEM certificates after the first are sent as its chain in extraCerts). Replaces a secret.
+// The context keeps its own reference to the key.
+cmpkit_result cmpkit_ctx_set_signer(struct cmpkit_ctx *ctx,
+                                    const struct cmpkit_key *key,
+                                    const uint8_t *cert,
+                                    size_t cert_len);
+
+// Add trust anchors (PEM, one or more; or one DER certificate) for signed responses.
+cmpkit_result cmpkit_ctx_add_trust_anchors(struct cmpkit_ctx *ctx,
+                                           const uint8_t *certs,
+                                           size_t len);
+
+// Add intermediate certificates (PEM or DER) that may complete the server's chain.
+cmpkit_result cmpkit_ctx_add_untrusted(struct cmpkit_ctx *ctx, const uint8_t *certs, size_t len);
+
+// Pin the server: signed responses must be protected by exactly this certificate (PEM/DER).
+cmpkit_result cmpkit_ctx_set_server_cert(struct cmpkit_ctx *ctx, const uint8_t *cert, size_t len);
+
+// The recipient name of requests (`/CN=CA/O=Example` or `CN=CA,O=Example`).
+cmpkit_result cmpkit_ctx_set_recipient(struct cmpkit_ctx *ctx, const char *name);
+
+// Ask for implicit confirmation (non-zero) or not (0, the default).
+cmpkit_result cmpkit_ctx_set_implicit_confirm(struct cmpkit_ctx *ctx, int32_t on);
+
+// Report unprotected error responses' content as the peer's status (non-zero) — they are
+// never taken as success — or reject them as `PROTECTION_MISSING` (0, the default).
+cmpkit_result cmpkit_ctx_set_unprotected_errors(struct cmpkit_ctx *ctx, int32_t on);
+
+// The largest PBM/PBMAC1 iteration count accepted from the server (default 100000);
+// larger values are rejected before any computation.
+cmpkit_result cmpkit_ctx_set_max_iterations(struct cmpkit_ctx *ctx, uint64_t max);
+
+// The largest response accepted, in bytes (default 1 MiB).
+cmpkit_result cmpkit_ctx_set_max_message_size(struct cmpkit_ctx *ctx, size_t max);
+
+// Generate a new key pair of `kind` (`bits` is used for RSA only; 0 means 2048).
+//
+// On success `*out` receives a key the caller frees with `cmpkit_key_free`.
+cmpkit_result cmpkit_key_generate(uint32_t kind, uint32_t bits, struct cmpkit_key **out);
+
+// Load a private key from PEM (PKCS#8, SEC1, PKCS#1) or DER (PKCS#8).
+//
+// On success `*out` receives a key the caller frees with `cmpkit_key_free`.
+cmpkit_result cmpkit_key_from_pem_or_der(const uint8_t *data, size_t len, struct cmpkit_key **out);
+
+// A key whose private half stays with the caller: the library knows only the public key
+// (`spki_der`, a DER SubjectPublicKeyInfo) and asks `sign` for every signature with `alg`
+// (a `cmpkit_sig_alg`). The library checks each returned signature against the public key.
+//
+// `free_userdata` (may be NULL) is called exactly once with `userdata` when the key is no
+// longer used by any handle, also when this call fails. On success `*out` receives a key the
+// caller frees with `cmpkit_key_free`.
+cmpkit_result cmpkit_key_new_external(const uint8_t *spki_der,
+                                      size_t spki_len,
+                                      uint32_t alg,
+                                      cmpkit_sign_fn sign,
+                                      void *userdata,
+                                      cmpkit_free_fn free_userdata,
+                                      struct cmpkit_key **out);
+
+// The key's public key as DER SubjectPublicKeyInfo. Borrowed until the key is freed.
+cmpkit_result cmpkit_key_public_key_der(const struct cmpkit_key *key,
+                                        const uint8_t **der,
+                                        size_t *der_len);
+
+// Write the private key as PKCS#8 PEM into `buf` (capacity `cap`), its length to `*len`.
+//
+// If `buf` is NULL or too small, returns `CMPKIT_RESULT_BUFFER_TOO_SMALL` with the
+// required size in `*len`. External keys have no private key to export (`NOT_FOUND`).
+cmpkit_result cmpkit_key_private_key_pem(const struct cmpkit_key *key,
+                                         uint8_t *buf,
+                                         size_t cap,
+                                         size_t *len);
+
+// Free a key handle (NULL is ignored). Requests and contexts using it keep their own reference.
+void cmpkit_key_free(struct cmpkit_key *key);
+
+// Create an initialization request (ir) to certify `key` (which also signs the proof of
+// possession). The request keeps its own reference to the key. The caller frees the request
+// with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_ir(const struct cmpkit_key *key, struct cmpkit_request **out);
+
+// Free a request (NULL is ignored).
+void cmpkit_request_free(struct cmpkit_request *req);
+
+// Set the subject (`/CN=Device 1/O=Example` or `CN=Device 1,O=Example`).
+cmpkit_result cmpkit_request_set_subject(struct cmpkit_request *req, const char *subject);
+
+// Add a subjectAltName entry of `kind` (a `SanKind`) with text `value`.
+cmpkit_result cmpkit_request_add_san(struct cmpkit_request *req, uint32_t kind, const char *value);
+
+// Free a response (NULL is ignored).
+void cmpkit_response_free(struct cmpkit_response *rsp);
+
+// The peer's PKIStatus (0 accepted, 1 grantedWithMods, 2 rejection, 3 waiting, ...), or -1
+// if the peer gave none (or `rsp` is NULL).
+int32_t cmpkit_response_status(const struct cmpkit_response *rsp);
+
+// The peer's failInfo bits as a mask: bit `n` (`1u << n`) is PKIFailureInfo bit `n`
+// (badAlg = 0, badMessageCheck = 1, badRequest = 2, ..., badPOP = 9, ...). 0 if none.
+uint32_t cmpkit_response_fail_info(const struct cmpkit_response *rsp);
+
+// The peer's statusString entries joined with "; ", or NULL if none. Borrowed until the
+// response is freed.
+const char *cmpkit_response_status_string(const struct cmpkit_response *rsp);
+
+// The whole verdict in words, e.g. `rejection (failInfo: badPOP): "key too weak"`.
+// Borrowed until the response is freed; NULL only if `rsp` is NULL.
+const char *cmpkit_response_summary(const struct cmpkit_response *rsp);
+
+// Whether the server granted implicit confirmation (1) or not (0).
+int32_t cmpkit_response_implicit_confirm_granted(const struct cmpkit_response *rsp);
+
+// The issued certificate as DER. Borrowed until the response is freed.
+// `CMPKIT_RESULT_NOT_FOUND` if there is none.
+cmpkit_result cmpkit_response_cert_der(const struct cmpkit_response *rsp,
+                                       const uint8_t **der,
+                                       size_t *der_len);
+
+// Write the issued certificate as PEM into `buf` (capacity `cap`); its length goes to `*len`.
+// With `buf` NULL or too small: `CMPKIT_RESULT_BUFFER_TOO_SMALL` and the needed size in `*len`.
+cmpkit_result cmpkit_response_cert_pem(const struct cmpkit_response *rsp,
+                                       uint8_t *buf,
+                                       size_t cap,
+                                       size_t *len);
+
+// How many certificates the list `which` (a `CertList`) holds; 0 for a NULL response or an
+// unknown list.
+size_t cmpkit_response_cert_count(const struct cmpkit_response *rsp, uint32_t which);
+
+// Certificate `index` of list `which` as DER, borrowed until the response is freed.
+// `CMPKIT_RESULT_NOT_FOUND` if `index` is out of range.
+cmpkit_result cmpkit_response_cert_at(const struct cmpkit_response *rsp,
+                                      uint32_t which,
+                                      size_t index,
+                                      const uint8_t **der,
+                                      size_t *der_len);
+
+// Run the whole transaction for `req` over the context's transfer, blocking.
+//
+// Returns `CMPKIT_RESULT_OK` when the certificate was issued and confirmed. `*out` receives
+// a response (caller frees with `cmpkit_response_free`) whenever the exchange got that far
+// that the peer said something — on success, and also on failures such as
+// `CMPKIT_RESULT_REJECTED` or `CMPKIT_RESULT_PEER_ERROR`, so that the peer's status can be
+// read; otherwise `*out` is set to NULL. This is the one exception to "out-parameters are
+// written only on success". `out` may be NULL if the caller does not want the response.
+cmpkit_result cmpkit_execute(struct cmpkit_ctx *ctx,
+                             const struct cmpkit_request *req,
+                             struct cmpkit_response **out);
+
+// Start a transaction for `req` without sending anything: the caller moves the bytes.
+//
+// Loop: `cmpkit_transaction_request` gives the bytes to send; feed the answer to
+// `cmpkit_transaction_feed`; stop when `cmpkit_transaction_is_done` says 1. The caller frees
+// the transaction with `cmpkit_transaction_free`.
+cmpkit_result cmpkit_transaction_start(struct cmpkit_ctx *ctx,
+                                       const struct cmpkit_request *req,
+                                       struct cmpkit_transaction **out);
+
+// The next request to send. Borrowed until the next call on the transaction.
+// `CMPKIT_RESULT_INVALID_STATE` when the transaction is done.
+cmpkit_result cmpkit_transaction_request(const struct cmpkit_transaction *tx,
+                                         const uint8_t **req,
+                                         size_t *req_len);
+
+// Feed the server's answer to the last request. Returns the outcome of checking it; a
+// failure ends the transaction (the transaction handle stays valid for reading).
+cmpkit_result cmpkit_transaction_feed(struct cmpkit_transaction *tx,
+                                      const uint8_t *rsp,
+                                      size_t rsp_len);
+
+// End the transaction because the transfer failed (e.g. a timeout in the caller's event
+// loop); `detail` (may be NULL) is kept as the failure's description.
+cmpkit_result cmpkit_transaction_abort(struct cmpkit_transaction *tx, const char *detail);
+
+// 1 when the transaction is over (successfully or not), 0 while a request awaits an answer.
+int32_t cmpkit_transaction_is_done(const struct cmpkit_transaction *tx);
+
+// The transaction's final result: OK once the certificate is issued and confirmed;
+// `CMPKIT_RESULT_INVALID_STATE` while still running; the failure otherwise.
+cmpkit_result cmpkit_transaction_result(const struct cmpkit_transaction *tx);
+
+// The detail of the transaction's failure, or NULL. Borrowed until the next call on it.
+const char *cmpkit_transaction_last_error(const struct cmpkit_transaction *tx);
+
+// A snapshot of what the peer said so far; the caller frees it with `cmpkit_response_free`.
+cmpkit_result cmpkit_transaction_response(const struct cmpkit_transaction *tx,
+                                          struct cmpkit_response **out);
+
+// Free a transaction (NULL is ignored).
+void cmpkit_transaction_free(struct cmpkit_transaction *tx);
 
 // The library version as text, e.g. `"0.1.0"`. Static; do not free.
 const char *cmpkit_version(void);

@@ -153,7 +153,7 @@ impl Signer for ExternalKey {
 ///
 /// On success `*out` receives a key the caller frees with `cmpkit_key_free`.
 #[unsafe(no_mangle)]
-pub extern "C" fn cmpkit_key_generate(
+pub unsafe extern "C" fn cmpkit_key_generate(
     kind: u32,
     bits: u32,
     out: *mut *mut cmpkit_key,

@@ -6,7 +6,13 @@
 //! its `size_t` length; out-parameters are written only on success; every `*_free` accepts
 //! NULL; a failed call leaves the caller's handles valid.
 
+//! Safety contract of every `unsafe extern "C"` function here (stated once, in the header
+//! preamble too, rather than on each function): pointer arguments are NULL or valid for the
+//! access their type and length describe, handles are live and not freed concurrently, and
+//! a handle is used by one thread at a time unless its documentation says otherwise.
+
 #![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
 
 mod util;
 
