@@ -1,6 +1,5 @@
 //! Shared FFI plumbing: the panic guard, pointer and length checks, thread-local last error.
 // Some helpers are only used once the handle-based API lands; keep clippy -D warnings green.
-#![allow(dead_code)]
 
 use crate::error::{Error, ErrorCode};
 use std::cell::RefCell;
