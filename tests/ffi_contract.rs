@@ -112,7 +112,7 @@ fn failed_setters_keep_the_context_usable_and_explain_themselves() {
             ErrorCode::InvalidArgument
         );
         // Port 1 on loopback refuses: a transfer failure, no response handle.
-        let mut rsp = 1usize as *mut cmpkit_response;
+        let mut rsp = std::ptr::dangling_mut::<cmpkit_response>();
         assert_eq!(
             cmpkit_execute(ctx, req, &mut rsp),
             ErrorCode::TransferFailed
