@@ -58,6 +58,21 @@ fn mac_config() -> ClientConfig {
     }
 }
 
+/// Signature protection with client.crt/client.key, trusting `anchor` for responses.
+fn signature_config(anchor: &str) -> ClientConfig {
+    let key = std::fs::read(common::pki().join("client.key")).unwrap();
+    let signer = Arc::new(SoftwareKey::from_pem_or_der(&key).unwrap());
+    ClientConfig {
+        credentials: Some(Credentials::signature(
+            signer,
+            pki_cert("client.crt"),
+            vec![pki_cert("ca.crt")],
+        )),
+        trust: Some(TrustStore::new(&[pki_cert(anchor)]).unwrap()),
+        ..ClientConfig::default()
+    }
+}
+
 fn request(key: &Arc<SoftwareKey>) -> EnrollRequest {
     EnrollRequest {
         subject: Some(parse_name("/CN=cmpkit test client").unwrap()),
@@ -194,19 +209,7 @@ fn ir_with_signature_protection_validates_the_servers_chain() {
         return;
     }
     let s = setup(KeyType::EcP256, &[]);
-    let pki = common::pki();
-    let signer = Arc::new(
-        SoftwareKey::from_pem_or_der(&std::fs::read(pki.join("client.key")).unwrap()).unwrap(),
-    );
-    let config = ClientConfig {
-        credentials: Some(Credentials::signature(
-            signer,
-            pki_cert("client.crt"),
-            vec![pki_cert("ca.crt")],
-        )),
-        trust: Some(TrustStore::new(&[pki_cert("root.crt")]).unwrap()),
-        ..ClientConfig::default()
-    };
+    let config = signature_config("root.crt");
     let (tx, sent) = run(&s, config, no_tamper);
     tx.result().unwrap();
     assert_eq!(sent.len(), 2);
@@ -225,20 +228,7 @@ fn signed_response_from_an_untrusted_server_is_signer_not_trusted() {
         return;
     }
     let s = setup(KeyType::EcP256, &[]);
-    let pki = common::pki();
-    let signer = Arc::new(
-        SoftwareKey::from_pem_or_der(&std::fs::read(pki.join("client.key")).unwrap()).unwrap(),
-    );
-    let config = ClientConfig {
-        credentials: Some(Credentials::signature(
-            signer,
-            pki_cert("client.crt"),
-            vec![pki_cert("ca.crt")],
-        )),
-        // Trusting only the client's own certificate: the server's chain does not lead there.
-        trust: Some(TrustStore::new(&[pki_cert("client.crt")]).unwrap()),
-        ..ClientConfig::default()
-    };
+    let config = signature_config("client.crt");
     let (tx, sent) = run(&s, config, no_tamper);
     let e = tx.result().unwrap_err();
     assert_eq!(e.code, ErrorCode::SignerNotTrusted, "{e}");

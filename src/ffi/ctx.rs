@@ -384,6 +384,22 @@ pub unsafe extern "C" fn cmpkit_ctx_set_signer(
     })
 }
 
+/// Parse PEM or DER certificates from a C buffer and append them to the list `pick` selects.
+fn add_certs(
+    ctx: *mut cmpkit_ctx,
+    certs: *const u8,
+    len: usize,
+    pick: fn(&mut cmpkit_ctx) -> &mut Vec<X509>,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        // SAFETY: a buffer of `len` bytes per the C API contract.
+        let mut v = parse_pem_or_der(unsafe { try_bytes(certs, len, "certs") }?)?;
+        pick(c).append(&mut v);
+        c.changed();
+        Ok(())
+    })
+}
+
 /// Add trust anchors (PEM, one or more; or one DER certificate) for signed responses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_ctx_add_trust_anchors(
@@ -391,13 +407,7 @@ pub unsafe extern "C" fn cmpkit_ctx_add_trust_anchors(
     certs: *const u8,
     len: usize,
 ) -> ErrorCode {
-    guard_on(ctx, |c| {
-        // SAFETY: a buffer of `len` bytes.
-        let mut v = parse_pem_or_der(unsafe { try_bytes(certs, len, "certs") }?)?;
-        c.anchors.append(&mut v);
-        c.changed();
-        Ok(())
-    })
+    add_certs(ctx, certs, len, |c| &mut c.anchors)
 }
 
 /// Add intermediate certificates (PEM or DER) that may complete the server's chain.
@@ -407,13 +417,7 @@ pub unsafe extern "C" fn cmpkit_ctx_add_untrusted(
     certs: *const u8,
     len: usize,
 ) -> ErrorCode {
-    guard_on(ctx, |c| {
-        // SAFETY: a buffer of `len` bytes.
-        let mut v = parse_pem_or_der(unsafe { try_bytes(certs, len, "certs") }?)?;
-        c.untrusted.append(&mut v);
-        c.changed();
-        Ok(())
-    })
+    add_certs(ctx, certs, len, |c| &mut c.untrusted)
 }
 
 /// Pin the server: signed responses must be protected by exactly this certificate (PEM/DER).

@@ -88,6 +88,19 @@ pub unsafe extern "C" fn cmpkit_response_implicit_confirm_granted(
     unsafe { rsp.as_ref() }.is_some_and(|r| r.inner.implicit_confirm_granted) as i32
 }
 
+/// The issued certificate of a response handle.
+///
+/// # Safety
+/// `rsp` must be NULL or a live response handle.
+unsafe fn certificate<'a>(rsp: *const cmpkit_response) -> Result<&'a [u8], Error> {
+    // SAFETY: per this function's contract.
+    let r = unsafe { try_ref(rsp, "rsp") }?;
+    r.inner
+        .certificate
+        .as_deref()
+        .ok_or_else(|| Error::new(ErrorCode::NotFound, "the response has no certificate"))
+}
+
 /// The issued certificate as DER. Borrowed until the response is freed.
 /// `CMPKIT_RESULT_NOT_FOUND` if there is none.
 #[unsafe(no_mangle)]
@@ -98,11 +111,7 @@ pub unsafe extern "C" fn cmpkit_response_cert_der(
 ) -> ErrorCode {
     guard(|| {
         // SAFETY: NULL or a live response handle.
-        let r = unsafe { try_ref(rsp, "rsp") }?;
-        let c =
-            r.inner.certificate.as_deref().ok_or_else(|| {
-                Error::new(ErrorCode::NotFound, "the response has no certificate")
-            })?;
+        let c = unsafe { certificate(rsp) }?;
         // SAFETY: out-params are NULL or writable.
         unsafe { borrow_out(c, der, der_len) }
     })
@@ -119,11 +128,7 @@ pub unsafe extern "C" fn cmpkit_response_cert_pem(
 ) -> ErrorCode {
     guard(|| {
         // SAFETY: NULL or a live response handle.
-        let r = unsafe { try_ref(rsp, "rsp") }?;
-        let c =
-            r.inner.certificate.as_deref().ok_or_else(|| {
-                Error::new(ErrorCode::NotFound, "the response has no certificate")
-            })?;
+        let c = unsafe { certificate(rsp) }?;
         let pem = openssl::x509::X509::from_der(c)?.to_pem()?;
         // SAFETY: `buf` NULL or writable for `cap` bytes; `len` NULL or writable.
         unsafe { copy_out(&pem, buf, cap, len) }
