@@ -195,6 +195,95 @@ typedef uint32_t cmpkit_sig_alg;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Kinds of key pair `cmpkit_key_generate` makes.
+enum cmpkit_key_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // EC on P-256 (the default choice).
+  CMPKIT_KEY_KIND_EC_P256 = 1,
+  // EC on P-384.
+  CMPKIT_KEY_KIND_EC_P384 = 2,
+  // EC on P-521.
+  CMPKIT_KEY_KIND_EC_P521 = 3,
+  // RSA; the size in bits is the `bits` argument (2048..8192).
+  CMPKIT_KEY_KIND_RSA = 4,
+  // Ed25519.
+  CMPKIT_KEY_KIND_ED25519 = 5,
+  // Ed448.
+  CMPKIT_KEY_KIND_ED448 = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cmpkit_key_kind cmpkit_key_kind;
+#else
+typedef uint32_t cmpkit_key_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Kinds of subjectAltName entries for `cmpkit_request_add_san`.
+enum cmpkit_san_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A DNS name (`device1.example.com`).
+  CMPKIT_SAN_KIND_DNS = 1,
+  // An IPv4 or IPv6 address in text form.
+  CMPKIT_SAN_KIND_IP = 2,
+  // A URI.
+  CMPKIT_SAN_KIND_URI = 3,
+  // An e-mail address (rfc822Name).
+  CMPKIT_SAN_KIND_EMAIL = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cmpkit_san_kind cmpkit_san_kind;
+#else
+typedef uint32_t cmpkit_san_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Which certificate list of a response to read.
+enum cmpkit_cert_list
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // caPubs: CA certificates the CA suggests trusting (from ip).
+  CMPKIT_CERT_LIST_CA_PUBS = 1,
+  // extraCerts of the certificate response (chain of the new certificate, the CA's own).
+  CMPKIT_CERT_LIST_EXTRA_CERTS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cmpkit_cert_list cmpkit_cert_list;
+#else
+typedef uint32_t cmpkit_cert_list;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// MAC algorithms for shared-secret protection.
+enum cmpkit_mac_alg
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // PasswordBasedMac (RFC 9810 §5.1.3.1): SHA-256 OWF, HMAC-SHA256. Understood by every
+  // CMP implementation, including OpenSSL before 3.5; the default.
+  CMPKIT_MAC_ALG_PBM = 1,
+  // PBMAC1 (RFC 9481 §6.1.3): PBKDF2-HMAC-SHA256 and HMAC-SHA256.
+  CMPKIT_MAC_ALG_PBMAC1 = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cmpkit_mac_alg cmpkit_mac_alg;
+#else
+typedef uint32_t cmpkit_mac_alg;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A buffer the library hands to the transfer callback for the response bytes.
 typedef struct cmpkit_buffer cmpkit_buffer;
 
@@ -299,7 +388,8 @@ cmpkit_result cmpkit_ctx_set_secret(struct cmpkit_ctx *ctx,
                                     const uint8_t *reference,
                                     size_t reference_len);
 
-// Choose the MAC algorithm for shared-secret protection (a `MacAlg` value; PBM by default).
+// Choose the MAC algorithm for shared-secret protection (a `cmpkit_mac_alg` value; PBM by
+// default).
 cmpkit_result cmpkit_ctx_set_mac_alg(struct cmpkit_ctx *ctx, uint32_t alg);
 
 // Protect requests by signature with `key` and its certificate `cert` (PEM or DER; further
@@ -338,7 +428,8 @@ cmpkit_result cmpkit_ctx_set_max_iterations(struct cmpkit_ctx *ctx, uint64_t max
 // The largest response accepted, in bytes (default 1 MiB).
 cmpkit_result cmpkit_ctx_set_max_message_size(struct cmpkit_ctx *ctx, size_t max);
 
-// Generate a new key pair of `kind` (`bits` is used for RSA only; 0 means 2048).
+// Generate a new key pair of `kind` (a `cmpkit_key_kind`; `bits` is used for RSA only; 0
+// means 2048).
 //
 // On success `*out` receives a key the caller frees with `cmpkit_key_free`.
 cmpkit_result cmpkit_key_generate(uint32_t kind, uint32_t bits, struct cmpkit_key **out);
@@ -377,6 +468,22 @@ cmpkit_result cmpkit_key_private_key_pem(const struct cmpkit_key *key,
                                          size_t cap,
                                          size_t *len);
 
+// Sign `tbs` with `key` (a software key, for sign callbacks and tests): the signature goes
+// into `sig` (capacity `cap`), its length to `*sig_len`. The algorithm is the key's default
+// (ECDSA with SHA-256 for P-256, and so on; DER for ECDSA, raw for RSA and EdDSA).
+//
+// If `sig` is NULL or too small, returns `CMPKIT_RESULT_BUFFER_TOO_SMALL` with the required
+// size in `*sig_len` (ECDSA signatures vary in length: size the buffer for the largest,
+// e.g. 72 bytes for P-256, or query with `sig` NULL — the query signs once too). For an
+// external key this calls the key's own sign callback, so a callback must not pass its own
+// key here.
+cmpkit_result cmpkit_key_sign(const struct cmpkit_key *key,
+                              const uint8_t *tbs,
+                              size_t tbs_len,
+                              uint8_t *sig,
+                              size_t cap,
+                              size_t *sig_len);
+
 // Free a key handle (NULL is ignored). Requests and contexts using it keep their own reference.
 void cmpkit_key_free(struct cmpkit_key *key);
 
@@ -391,7 +498,7 @@ void cmpkit_request_free(struct cmpkit_request *req);
 // Set the subject (`/CN=Device 1/O=Example` or `CN=Device 1,O=Example`).
 cmpkit_result cmpkit_request_set_subject(struct cmpkit_request *req, const char *subject);
 
-// Add a subjectAltName entry of `kind` (a `SanKind`) with text `value`.
+// Add a subjectAltName entry of `kind` (a `cmpkit_san_kind`) with text `value`.
 cmpkit_result cmpkit_request_add_san(struct cmpkit_request *req, uint32_t kind, const char *value);
 
 // Free a response (NULL is ignored).
@@ -429,8 +536,8 @@ cmpkit_result cmpkit_response_cert_pem(const struct cmpkit_response *rsp,
                                        size_t cap,
                                        size_t *len);
 
-// How many certificates the list `which` (a `CertList`) holds; 0 for a NULL response or an
-// unknown list.
+// How many certificates the list `which` (a `cmpkit_cert_list`) holds; 0 for a NULL response
+// or an unknown list.
 size_t cmpkit_response_cert_count(const struct cmpkit_response *rsp, uint32_t which);
 
 // Certificate `index` of list `which` as DER, borrowed until the response is freed.

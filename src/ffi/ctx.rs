@@ -332,7 +332,8 @@ pub unsafe extern "C" fn cmpkit_ctx_set_secret(
     })
 }
 
-/// Choose the MAC algorithm for shared-secret protection (a `MacAlg` value; PBM by default).
+/// Choose the MAC algorithm for shared-secret protection (a `cmpkit_mac_alg` value; PBM by
+/// default).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_ctx_set_mac_alg(ctx: *mut cmpkit_ctx, alg: u32) -> ErrorCode {
     guard_on(ctx, |c| {

@@ -149,7 +149,8 @@ impl Signer for ExternalKey {
     }
 }
 
-/// Generate a new key pair of `kind` (`bits` is used for RSA only; 0 means 2048).
+/// Generate a new key pair of `kind` (a `cmpkit_key_kind`; `bits` is used for RSA only; 0
+/// means 2048).
 ///
 /// On success `*out` receives a key the caller frees with `cmpkit_key_free`.
 #[unsafe(no_mangle)]
@@ -321,6 +322,35 @@ pub unsafe extern "C" fn cmpkit_key_private_key_pem(
         let pem = sw.to_pkcs8_pem()?;
         // SAFETY: `buf` is NULL or writable for `cap` bytes; `len` NULL or writable.
         unsafe { copy_out(&pem, buf, cap, len) }
+    })
+}
+
+/// Sign `tbs` with `key` (a software key, for sign callbacks and tests): the signature goes
+/// into `sig` (capacity `cap`), its length to `*sig_len`. The algorithm is the key's default
+/// (ECDSA with SHA-256 for P-256, and so on; DER for ECDSA, raw for RSA and EdDSA).
+///
+/// If `sig` is NULL or too small, returns `CMPKIT_RESULT_BUFFER_TOO_SMALL` with the required
+/// size in `*sig_len` (ECDSA signatures vary in length: size the buffer for the largest,
+/// e.g. 72 bytes for P-256, or query with `sig` NULL — the query signs once too). For an
+/// external key this calls the key's own sign callback, so a callback must not pass its own
+/// key here.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_key_sign(
+    key: *const cmpkit_key,
+    tbs: *const u8,
+    tbs_len: usize,
+    sig: *mut u8,
+    cap: usize,
+    sig_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `key` is NULL or a live handle.
+        let key = unsafe { try_ref(key, "key") }?;
+        // SAFETY: the caller passes `tbs_len` readable bytes.
+        let tbs = unsafe { try_bytes(tbs, tbs_len, "tbs") }?;
+        let signature = key.signer.sign(tbs)?;
+        // SAFETY: `sig` is NULL or writable for `cap` bytes; `sig_len` NULL or writable.
+        unsafe { copy_out(&signature, sig, cap, sig_len) }
     })
 }
 

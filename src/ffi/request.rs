@@ -83,7 +83,7 @@ pub enum SanKind {
     Email = 4,
 }
 
-/// Add a subjectAltName entry of `kind` (a `SanKind`) with text `value`.
+/// Add a subjectAltName entry of `kind` (a `cmpkit_san_kind`) with text `value`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_request_add_san(
     req: *mut cmpkit_request,

@@ -156,8 +156,8 @@ fn list(r: &cmpkit_response, which: u32) -> Result<&[Vec<u8>], Error> {
     }
 }
 
-/// How many certificates the list `which` (a `CertList`) holds; 0 for a NULL response or an
-/// unknown list.
+/// How many certificates the list `which` (a `cmpkit_cert_list`) holds; 0 for a NULL response
+/// or an unknown list.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_response_cert_count(
     rsp: *const cmpkit_response,
