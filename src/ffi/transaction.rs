@@ -159,7 +159,12 @@ pub unsafe extern "C" fn cmpkit_transaction_abort(
             // SAFETY: non-NULL NUL-terminated string per the contract.
             unsafe { super::util::try_str(detail, "detail") }?.to_owned()
         };
-        t.inner.abort(Error::new(ErrorCode::TransferFailed, d));
+        if !t.inner.is_done() {
+            // Keep the reason for `cmpkit_transaction_last_error` too, as `feed` does.
+            let e = Error::new(ErrorCode::TransferFailed, d);
+            t.last_error = Some(c_string(&e.to_string()));
+            t.inner.abort(e);
+        }
         Ok(())
     })
 }
