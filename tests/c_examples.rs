@@ -1,0 +1,399 @@
+//! The C examples in `c-examples/` compile warning-free as C11 against `include/cmpkit.h` and
+//! the cdylib, and enroll against OpenSSL's mock server.
+
+mod common;
+
+use common::MockServer;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The directory holding `libcmpkit.so` built for this test run.
+///
+/// Cargo builds the cdylib with the library for integration tests into `target/<profile>/deps`
+/// (the test binary's own directory) and uplifts it to `target/<profile>` only on `cargo
+/// build`; the fresh copy in `deps` is preferred.
+fn cdylib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary directory").to_path_buf();
+    let mut candidates = vec![deps.clone()];
+    if let Some(profile) = deps.parent() {
+        candidates.push(profile.to_path_buf());
+    }
+    if let Some(t) = option_env!("CARGO_TARGET_DIR") {
+        candidates.push(Path::new(t).join("debug"));
+    }
+    candidates
+        .iter()
+        .find(|d| d.join("libcmpkit.so").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libcmpkit.so not found in any of {candidates:?}; the cdylib should be built \
+                 with the library (crate-type includes \"cdylib\")"
+            )
+        })
+}
+
+/// Compiles `c-examples/<name>.c` once per test process; returns the executable.
+fn compile(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let out_dir = BUILT.get_or_init(|| common::new_work_dir("c-examples-bin"));
+    let exe = out_dir.join(name);
+    // Each example is compiled by the first test that needs it; a lock keeps two tests from
+    // writing the same file.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if exe.exists() {
+        return exe;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = cdylib_dir();
+    let out = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            "-I",
+        ])
+        .arg(root.join("include"))
+        .arg(root.join("c-examples").join(format!("{name}.c")))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&lib)
+        .arg("-lcmpkit")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc {name}.c failed:\n{}",
+        describe(&out)
+    );
+    exe
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout:\n{}--- stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn openssl(args: &[&OsStr]) -> Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .env("OPENSSL_CONF", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        describe(&out)
+    );
+    out
+}
+
+/// One test's setup: a P-256 key, a certificate issued for it, a mock server returning it.
+struct Setup {
+    dir: PathBuf,
+    key: PathBuf,
+    server: MockServer,
+}
+
+impl Setup {
+    fn new(prefix: &str, extra_args: &[&str]) -> Setup {
+        let pki = common::pki();
+        let dir = common::new_work_dir(prefix);
+        let key = dir.join("key.pem");
+        openssl(&[
+            OsStr::new("genpkey"),
+            OsStr::new("-algorithm"),
+            OsStr::new("EC"),
+            OsStr::new("-pkeyopt"),
+            OsStr::new("ec_paramgen_curve:P-256"),
+            OsStr::new("-out"),
+            key.as_os_str(),
+        ]);
+        let cert = dir.join("issued.crt");
+        common::issue_cert_for(pki, &std::fs::read(&key).unwrap(), "/CN=C Example", &cert);
+        let server = MockServer::start(pki, Some(&cert), extra_args);
+        Setup { dir, key, server }
+    }
+
+    fn out_key(&self) -> PathBuf {
+        self.dir.join("out.key")
+    }
+
+    fn out_cert(&self) -> PathBuf {
+        self.dir.join("out.crt")
+    }
+
+    /// Arguments for an example: URL SECRET REF SUBJECT OUT_KEY OUT_CERT --key KEY
+    /// --recipient DN, then `extra`.
+    fn args(&self, secret: &str, extra: &[&str]) -> Vec<String> {
+        let mut a = vec![
+            self.server.url.clone(),
+            secret.to_owned(),
+            common::REF.to_owned(),
+            "/CN=C Example".to_owned(),
+            self.out_key().display().to_string(),
+            self.out_cert().display().to_string(),
+            "--key".to_owned(),
+            self.key.display().to_string(),
+            "--recipient".to_owned(),
+            common::RECIPIENT.to_owned(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    /// Runs `program` (optionally under a wrapper like valgrind), bounded to 120 s.
+    fn run(&self, wrapper: &[&str], program: &Path, args: &[String]) -> Output {
+        Command::new("timeout")
+            .args(["-k", "5", "120"])
+            .args(wrapper)
+            .arg(program)
+            .args(args)
+            .env("OPENSSL_CONF", "/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the example")
+    }
+
+    /// Asserts success: exit 0, "accepted", and the issued certificate carries our key.
+    fn assert_enrolled(&self, what: &str, out: &Output) -> String {
+        let text = describe(out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what} failed: {text}\nserver log:\n{}",
+            self.server.log()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            stdout.contains("status: accepted"),
+            "{what}: no accepted status: {text}"
+        );
+        assert!(self.out_cert().is_file(), "{what}: no certificate written");
+        let cert_pub = openssl(&[
+            OsStr::new("x509"),
+            OsStr::new("-in"),
+            self.out_cert().as_os_str(),
+            OsStr::new("-pubkey"),
+            OsStr::new("-noout"),
+        ])
+        .stdout;
+        let key_pub = openssl(&[
+            OsStr::new("pkey"),
+            OsStr::new("-in"),
+            self.key.as_os_str(),
+            OsStr::new("-pubout"),
+        ])
+        .stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&cert_pub),
+            String::from_utf8_lossy(&key_pub),
+            "{what}: the certificate does not carry the key"
+        );
+        // The written private key is the one we enrolled.
+        let written_pub = openssl(&[
+            OsStr::new("pkey"),
+            OsStr::new("-in"),
+            self.out_key().as_os_str(),
+            OsStr::new("-pubout"),
+        ])
+        .stdout;
+        assert_eq!(written_pub, key_pub, "{what}: OUT_KEY.pem is another key");
+        stdout
+    }
+}
+
+/// Exit code, and stdout + stderr as one text.
+fn failure_text(out: &Output) -> (Option<i32>, String) {
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn enroll_c_example_enrolls_with_mac_and_confirms_the_certificate() {
+    if !common::available_or_skip("enroll_c_example_enrolls_with_mac_and_confirms_the_certificate")
+    {
+        return;
+    }
+    let exe = compile("enroll");
+    let s = Setup::new("c-enroll", &[]);
+    let out = s.run(
+        &[],
+        &exe,
+        &s.args(common::SECRET, &["--san-dns", "c.example"]),
+    );
+    let stdout = s.assert_enrolled("enroll", &out);
+    assert!(stdout.contains("implicit confirm: not granted"), "{stdout}");
+    assert!(stdout.contains("caPubs: "), "{stdout}");
+    assert!(stdout.contains("extraCerts: "), "{stdout}");
+    // Without implicit confirmation the certificate was confirmed with certConf.
+    let log = s.server.log();
+    assert!(
+        log.matches("Received request").count() >= 2,
+        "no certConf reached the server:\n{log}"
+    );
+}
+
+#[test]
+fn enroll_c_example_with_implicit_confirm_skips_cert_conf() {
+    if !common::available_or_skip("enroll_c_example_with_implicit_confirm_skips_cert_conf") {
+        return;
+    }
+    let exe = compile("enroll");
+    let s = Setup::new("c-enroll-ic", &["-grant_implicitconf"]);
+    let out = s.run(&[], &exe, &s.args(common::SECRET, &["--implicit-confirm"]));
+    let stdout = s.assert_enrolled("enroll --implicit-confirm", &out);
+    assert!(stdout.contains("implicit confirm: granted"), "{stdout}");
+    let log = s.server.log();
+    assert_eq!(
+        log.matches("Received request").count(),
+        1,
+        "only the ir should reach the server:\n{log}"
+    );
+}
+
+#[test]
+fn external_key_c_example_signs_only_through_the_callback() {
+    if !common::available_or_skip("external_key_c_example_signs_only_through_the_callback") {
+        return;
+    }
+    let exe = compile("external_key");
+    let s = Setup::new("c-external", &[]);
+    let out = s.run(&[], &exe, &s.args(common::SECRET, &[]));
+    let stdout = s.assert_enrolled("external_key", &out);
+    assert!(
+        stdout.contains("library has no private key: export refused with not-found"),
+        "{stdout}"
+    );
+    let calls: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sign callback calls: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sign callback count in {stdout}"));
+    assert!(calls >= 1, "the callback never signed: {stdout}");
+    assert!(
+        stdout.contains("hsm released by the library: once"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn nonblocking_c_example_moves_the_bytes_itself() {
+    if !common::available_or_skip("nonblocking_c_example_moves_the_bytes_itself") {
+        return;
+    }
+    let exe = compile("nonblocking");
+    let s = Setup::new("c-nonblocking", &[]);
+    let out = s.run(&[], &exe, &s.args(common::SECRET, &[]));
+    let stdout = s.assert_enrolled("nonblocking", &out);
+    // ir/ip and certConf/pkiConf, each over the example's own HTTP client.
+    assert!(stdout.contains("round trips: 2"), "{stdout}");
+    let log = s.server.log();
+    assert!(
+        log.contains("POST /pkix/ HTTP/1.0"),
+        "the server did not see the example's HTTP/1.0 requests:\n{log}"
+    );
+}
+
+#[test]
+fn enroll_c_example_with_wrong_secret_fails_with_mac_error_and_exit_1() {
+    if !common::available_or_skip(
+        "enroll_c_example_with_wrong_secret_fails_with_mac_error_and_exit_1",
+    ) {
+        return;
+    }
+    let exe = compile("enroll");
+    let s = Setup::new("c-wrong-secret", &[]);
+    let out = s.run(&[], &exe, &s.args("not-the-secret", &[]));
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(1), "{text}");
+    // The server cannot verify our MAC and answers with an error protected with its own
+    // secret; that MAC does not verify with ours, so the response is not believed.
+    assert!(
+        text.contains("enrollment failed: mac-mismatch"),
+        "expected a MAC failure: {text}"
+    );
+    assert!(!s.out_cert().exists(), "a certificate was written");
+    assert!(!s.out_key().exists(), "a key was written");
+}
+
+#[test]
+fn enroll_c_example_reports_the_ca_rejection() {
+    if !common::available_or_skip("enroll_c_example_reports_the_ca_rejection") {
+        return;
+    }
+    let exe = compile("enroll");
+    let s = Setup::new(
+        "c-rejected",
+        &[
+            "-pkistatus",
+            "2",
+            "-failure",
+            "9",
+            "-statusstring",
+            "rejected-by-mock",
+        ],
+    );
+    let out = s.run(&[], &exe, &s.args(common::SECRET, &[]));
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("enrollment failed: rejected"), "{text}");
+    assert!(
+        text.contains("the server said: rejection (failInfo: badPOP): \"rejected-by-mock\""),
+        "{text}"
+    );
+    assert!(!s.out_cert().exists(), "a certificate was written");
+}
+
+#[test]
+fn c_examples_leak_nothing_under_valgrind() {
+    if !common::available_or_skip("c_examples_leak_nothing_under_valgrind") {
+        return;
+    }
+    let has_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_valgrind {
+        if common::in_ci() {
+            panic!("c_examples_leak_nothing_under_valgrind: valgrind is missing and CI is set");
+        }
+        eprintln!("NOTICE: skipping c_examples_leak_nothing_under_valgrind: no valgrind");
+        return;
+    }
+    let valgrind = [
+        "valgrind",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect",
+        "--error-exitcode=99",
+    ];
+    for name in ["enroll", "external_key"] {
+        let exe = compile(name);
+        let s = Setup::new(&format!("c-valgrind-{name}"), &[]);
+        let out = s.run(&valgrind, &exe, &s.args(common::SECRET, &[]));
+        s.assert_enrolled(&format!("{name} under valgrind"), &out);
+    }
+}
