@@ -36,6 +36,22 @@ fn cdylib_dir() -> PathBuf {
         })
 }
 
+/// A directory with `libcmpkit.so` and `libcmpkit.so.<major>` (the soname the cdylib carries,
+/// which cargo does not create) linking to the cdylib, for `-L` and the run-time rpath.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let lib = cdylib_dir().join("libcmpkit.so");
+        let dir = common::new_work_dir("c-examples-lib");
+        let soname = format!("libcmpkit.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+        for link in ["libcmpkit.so", soname.as_str()] {
+            std::os::unix::fs::symlink(&lib, dir.join(link))
+                .unwrap_or_else(|e| panic!("symlink {link} -> {}: {e}", lib.display()));
+        }
+        dir
+    })
+}
+
 /// Compiles `c-examples/<name>.c` once per test process; returns the executable.
 fn compile(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -49,7 +65,7 @@ fn compile(name: &str) -> PathBuf {
         return exe;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = cdylib_dir();
+    let lib = lib_dir();
     let out = Command::new("cc")
         .args([
             "-std=c11",
@@ -64,7 +80,7 @@ fn compile(name: &str) -> PathBuf {
         .arg("-o")
         .arg(&exe)
         .arg("-L")
-        .arg(&lib)
+        .arg(lib)
         .arg("-lcmpkit")
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .stdin(Stdio::null())
