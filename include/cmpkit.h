@@ -30,40 +30,6 @@
 // Patch version of the library.
 #define CMPKIT_VERSION_PATCH 0
 
-// The default cap on a message's size (1 MiB).
-#define DEFAULT_MAX_MESSAGE_SIZE (1 << 20)
-
-// badAlg.
-#define BAD_ALG 0
-
-// badMessageCheck.
-#define BAD_MESSAGE_CHECK 1
-
-// badRequest.
-#define BAD_REQUEST 2
-
-// incorrectData.
-#define INCORRECT_DATA 7
-
-// badPOP.
-#define BAD_POP 9
-
-// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
-#define MAX_SALT_LEN 256
-
-// How many derived keys the cache keeps.
-#define MacKeyCache_CAPACITY 4
-
-// The largest PBKDF2 derived key accepted, in octets; 512 admits the bit-length quirk
-// (keyLength 4096). The work is bounded separately by [`MacLimits::max_pbkdf2_work`].
-#define MAX_KEY_LEN 512
-
-// Default largest accepted response body: 1 MiB.
-#define DEFAULT_MAX_RESPONSE_SIZE (1 << 20)
-
-// Largest accepted response header block (status line and header fields): 16 KiB.
-#define MAX_HEADER_SIZE (16 * 1024)
-
 // Stable result codes. The numeric values are part of the C ABI and are never reused.
 //
 // Ranges: 1xx API misuse, 2xx message encoding, 3xx protection, 4xx transaction

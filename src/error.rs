@@ -249,7 +249,6 @@ impl From<openssl::error::ErrorStack> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Shorthand: `Err(Error::new(code, detail))`.
-#[allow(dead_code)] // used once the protocol modules land
 pub(crate) fn fail<T>(code: ErrorCode, detail: impl Into<String>) -> Result<T> {
     Err(Error::new(code, detail))
 }

@@ -32,6 +32,17 @@ fn checked_in_header_matches_a_fresh_generation() {
 }
 
 #[test]
+fn header_defines_only_cmpkit_prefixed_macros() {
+    for line in generate().lines().filter(|l| l.starts_with("#define ")) {
+        let name = line.split_whitespace().nth(1).unwrap();
+        assert!(
+            name.starts_with("CMPKIT_"),
+            "unprefixed macro in the header: {line}"
+        );
+    }
+}
+
+#[test]
 fn header_declares_the_api_and_version_macros() {
     let h = generate();
     for needle in [

@@ -156,7 +156,7 @@ impl Default for MacLimits {
 /// A transaction whose messages reuse the same MAC parameters (a server answering with the
 /// request's parameters, a client protecting certConf like its request) derives the key
 /// once. Using the cache with another secret empties it first. It holds at most
-/// [`MacKeyCache::CAPACITY`] keys (the oldest is dropped) and is safe to share between
+/// four keys (the oldest is dropped) and is safe to share between
 /// threads.
 #[derive(Default)]
 pub struct MacKeyCache {
@@ -194,7 +194,7 @@ impl std::fmt::Debug for MacKeyCache {
 
 impl MacKeyCache {
     /// How many derived keys the cache keeps.
-    pub const CAPACITY: usize = 4;
+    pub(crate) const CAPACITY: usize = 4;
 
     /// An empty cache.
     pub fn new() -> Self {
