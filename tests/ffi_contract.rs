@@ -296,3 +296,76 @@ fn buffer_queries_report_the_needed_size() {
         cmpkit_key_free(key);
     }
 }
+
+unsafe extern "C" fn failing_transfer(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *mut cmpkit_buffer,
+) -> i32 {
+    7
+}
+
+unsafe extern "C" fn garbage_transfer(
+    calls: *mut c_void,
+    _: *const u8,
+    _: usize,
+    rsp: *mut cmpkit_buffer,
+) -> i32 {
+    // SAFETY: the test passes a pointer to a live AtomicUsize.
+    unsafe { &*(calls as *const std::sync::atomic::AtomicUsize) }
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: `rsp` is the library's live buffer; the data is a valid slice.
+    (unsafe { cmpkit_buffer_append(rsp, b"\x30\x03\x02".as_ptr(), 3) }) as i32
+}
+
+#[test]
+fn transfer_callback_failure_and_garbage_answers_get_their_own_codes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // SAFETY: valid handles and callbacks; `calls` outlives the context's use of it.
+    unsafe {
+        let (mut ctx, mut key, mut req) = (null_mut(), null_mut(), null_mut());
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_secret(ctx, b"s".as_ptr(), 1, b"r".as_ptr(), 1),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_key_generate(KeyKind::EcP256 as u32, 0, &mut key),
+            ErrorCode::Ok
+        );
+        assert_eq!(cmpkit_request_new_ir(key, &mut req), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_execute(ctx, req, null_mut()),
+            ErrorCode::MissingConfig
+        );
+        assert_eq!(
+            cmpkit_ctx_set_transfer(ctx, Some(failing_transfer), null_mut()),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_execute(ctx, req, null_mut()),
+            ErrorCode::TransferFailed
+        );
+        let detail = CStr::from_ptr(cmpkit_ctx_last_error(ctx))
+            .to_string_lossy()
+            .into_owned();
+        assert!(detail.contains("returned 7"), "{detail}");
+        let calls = AtomicUsize::new(0);
+        let ud = &calls as *const AtomicUsize as *mut c_void;
+        assert_eq!(
+            cmpkit_ctx_set_transfer(ctx, Some(garbage_transfer), ud),
+            ErrorCode::Ok
+        );
+        let mut rsp = null_mut();
+        assert_eq!(
+            cmpkit_execute(ctx, req, &mut rsp),
+            ErrorCode::MalformedMessage
+        );
+        assert!(rsp.is_null(), "the peer said nothing intelligible");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        cmpkit_request_free(req);
+        cmpkit_key_free(key);
+        cmpkit_ctx_free(ctx);
+    }
+}
