@@ -195,6 +195,8 @@ struct Shared {
     stats: Mutex<ServerStats>,
     /// Workers that have exited, with a condition variable to wait for them.
     exited: Mutex<usize>,
+    /// Per worker: it has left its loop (its thread ends right after).
+    done: Vec<AtomicBool>,
     exited_cv: Condvar,
 }
 
@@ -283,6 +285,9 @@ impl HttpServer {
             stats: Mutex::new(ServerStats::default()),
             exited: Mutex::new(0),
             exited_cv: Condvar::new(),
+            done: (0..workers_wanted)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
         });
         let mut server = HttpServer {
             shared: shared.clone(),
@@ -295,7 +300,7 @@ impl HttpServer {
             let (shared, rx) = (shared.clone(), rx.clone());
             let h = thread::Builder::new()
                 .name(format!("cmp-http-worker-{i}"))
-                .spawn(move || worker_loop(&shared, &rx))
+                .spawn(move || worker_loop(&shared, &rx, i))
                 .map_err(|e| {
                     Error::new(
                         ErrorCode::Internal,
@@ -377,8 +382,9 @@ impl HttpServer {
         }
         drop(exited);
         let mut busy = 0;
-        for h in self.workers.drain(..) {
-            if h.is_finished() {
+        for (i, h) in self.workers.drain(..).enumerate() {
+            // A worker that left its loop ends at once: join it.
+            if self.shared.done[i].load(Ordering::SeqCst) {
                 let _ = h.join();
             } else {
                 busy += 1; // detached: it finishes its request on its own
@@ -440,14 +446,15 @@ fn reject_busy(shared: &Shared, mut stream: TcpStream) {
         b"server busy, try again\n",
         false,
     );
-    if stream.set_nonblocking(true).is_ok() && stream.write_all(&resp).is_ok() {
-        shared.count_status(503);
+    shared.count_status(503);
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = stream.write_all(&resp);
     }
     let _ = stream.shutdown(Shutdown::Write);
 }
 
 /// Takes connections from the queue until it is closed; counts itself out at the end.
-fn worker_loop(shared: &Shared, rx: &Mutex<Receiver<TcpStream>>) {
+fn worker_loop(shared: &Shared, rx: &Mutex<Receiver<TcpStream>>, index: usize) {
     loop {
         let next = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -462,6 +469,7 @@ fn worker_loop(shared: &Shared, rx: &Mutex<Receiver<TcpStream>>) {
         // the worker down.
         let _ = catch_unwind(AssertUnwindSafe(|| serve_connection(shared, stream)));
     }
+    shared.done[index].store(true, Ordering::SeqCst);
     let mut exited = shared.exited.lock().unwrap_or_else(|e| e.into_inner());
     *exited += 1;
     shared.exited_cv.notify_all();
@@ -835,9 +843,9 @@ fn send_reject(conn: &mut ServerConn<'_>, r: &Reject, keep_alive: bool) {
         body.as_bytes(),
         keep_alive,
     );
-    if conn.send(&resp) {
-        conn.shared.count_status(r.status);
-    }
+    // Counted before sending, so a client that has seen the response sees it counted.
+    conn.shared.count_status(r.status);
+    conn.send(&resp);
 }
 
 /// The reason phrase of the status codes this server sends.
