@@ -270,6 +270,33 @@ fn keep_alive_two_requests_on_one_connection() {
 }
 
 #[test]
+fn head_request_gets_no_body_and_small_header_limit() {
+    let opts = ServerOptions {
+        max_header_size: 1024,
+        ..Default::default()
+    };
+    let server = start(echo(), opts);
+    let mut c = Raw::connect(server.local_addr());
+    c.send(b"HEAD /pkix/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.send(&post("/pkix/", "HTTP/1.1", "", b"after HEAD"));
+    // Read the HEAD answer by hand: Content-Length is there, but no body follows.
+    let mut buf = Vec::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        c.s.read_exact(&mut b).unwrap();
+        buf.push(b[0]);
+    }
+    let text = String::from_utf8(buf).unwrap();
+    assert!(text.starts_with("HTTP/1.1 405 "), "{text}");
+    assert!(text.contains("Allow: POST\r\n"), "{text}");
+    assert_eq!(c.response().unwrap().body, b"after HEAD");
+    // 1 KiB header limit.
+    let big = format!("X-Big: {}\r\n", "a".repeat(1100));
+    let r = exchange(server.local_addr(), &post("/", "HTTP/1.1", &big, b"x"));
+    assert_eq!(r.status, 431);
+}
+
+#[test]
 fn requests_per_connection_are_bounded() {
     let opts = ServerOptions {
         max_requests_per_connection: 3,

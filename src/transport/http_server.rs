@@ -62,6 +62,10 @@ pub struct ServerOptions {
     pub max_pending: usize,
     /// Largest accepted request body in bytes (default 1 MiB); larger gives `413`.
     pub max_body_size: usize,
+    /// Largest accepted request header block (request line and fields) in bytes,
+    /// also the limit for a chunked body's trailer (default [`MAX_HEADER_SIZE`],
+    /// 16 KiB, at least 256); larger gives `431`.
+    pub max_header_size: usize,
     /// Time a request (header and body) may take to arrive, counted from the start of
     /// waiting for it on a new connection and from its first byte on a kept-alive one
     /// (default 10 s). A slower client gets `408` (or nothing, if it sent nothing) and
@@ -87,6 +91,7 @@ impl Default for ServerOptions {
             workers: 2,
             max_pending: 32,
             max_body_size: 1 << 20,
+            max_header_size: MAX_HEADER_SIZE,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
@@ -115,6 +120,9 @@ impl ServerOptions {
         }
         if self.max_body_size == 0 {
             return bad("max_body_size must be greater than zero");
+        }
+        if self.max_header_size < 256 {
+            return bad("max_header_size must be at least 256");
         }
         if self.max_requests_per_connection == 0 {
             return bad("max_requests_per_connection must be at least 1");
@@ -656,6 +664,8 @@ struct Reject {
     status: u16,
     detail: String,
     extra: Vec<(&'static str, &'static str)>,
+    /// Answer to a HEAD request: header fields only, no body.
+    head_only: bool,
 }
 
 fn reject(status: u16, detail: impl Into<String>) -> Reject {
@@ -663,6 +673,7 @@ fn reject(status: u16, detail: impl Into<String>) -> Reject {
         status,
         detail: detail.into(),
         extra: Vec::new(),
+        head_only: false,
     }
 }
 
@@ -729,7 +740,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             && !shared.stopping();
         let framing = match check_request(opts, &head) {
             Ok(f) => f,
-            Err(r) => {
+            Err(mut r) => {
+                r.head_only = head.method == "HEAD";
                 // The body (if any) is not read, so the connection cannot be reused
                 // unless there is none.
                 let no_body = head.count("transfer-encoding") == 0
@@ -836,13 +848,17 @@ fn send_reject(conn: &mut ServerConn<'_>, r: &Reject, keep_alive: bool) {
     let body = format!("{} {}: {}\n", r.status, reason(r.status), r.detail);
     let mut extra: Vec<(&str, &str)> = r.extra.clone();
     extra.push(("Cache-Control", "no-cache"));
-    let resp = response_bytes(
+    let mut resp = response_bytes(
         r.status,
         &extra,
         "text/plain; charset=utf-8",
         body.as_bytes(),
         keep_alive,
     );
+    if r.head_only {
+        // Content-Length still tells the size a GET would have had.
+        resp.truncate(resp.len() - body.len());
+    }
     // Counted before sending, so a client that has seen the response sees it counted.
     conn.shared.count_status(r.status);
     conn.send(&resp);
@@ -907,6 +923,7 @@ fn read_head(
     conn: &mut ServerConn<'_>,
     deadline: Instant,
 ) -> std::result::Result<RequestHead, HeadError> {
+    let max = conn.shared.options.max_header_size;
     let mut scanned = 0;
     let mut skipped = 0;
     loop {
@@ -915,21 +932,21 @@ fn read_head(
             conn.consume(n);
             skipped += n;
             scanned = 0;
-            if skipped > MAX_HEADER_SIZE {
+            if skipped > max {
                 return Err(HeadError::Reject(reject(400, "too many empty lines")));
             }
         }
         let data = conn.unread();
-        let limit = data.len().min(MAX_HEADER_SIZE);
+        let limit = data.len().min(max);
         if let Some(end) = find_head_end(&data[..limit], scanned) {
             let head = parse_request_head(&data[..end]);
             conn.consume(end);
             return head.map_err(HeadError::Reject);
         }
-        if data.len() >= MAX_HEADER_SIZE {
+        if data.len() >= max {
             return Err(HeadError::Reject(reject(
                 431,
-                format!("request header exceeds {MAX_HEADER_SIZE} bytes"),
+                format!("request header exceeds {max} bytes"),
             )));
         }
         scanned = data.len().saturating_sub(3);
@@ -1070,6 +1087,7 @@ fn framing_of(head: &RequestHead) -> std::result::Result<Framing, Reject> {
                 status: 501,
                 detail: format!("unsupported Transfer-Encoding {:?}", codings.join(", ")),
                 extra: Vec::new(),
+                head_only: false,
             });
         }
         return Err(reject(400, "Transfer-Encoding does not end with chunked"));
@@ -1100,6 +1118,7 @@ fn check_request(opts: &ServerOptions, head: &RequestHead) -> std::result::Resul
             status: 405,
             detail: format!("method {} not allowed, CMP uses POST", head.method),
             extra: vec![("Allow", "POST")],
+            head_only: false,
         });
     }
     let ct = head.header("content-type").unwrap_or("");
@@ -1208,6 +1227,7 @@ fn read_body(
             Ok(out)
         }
         Framing::Chunked => {
+            let max_trailer = conn.shared.options.max_header_size;
             let mut out = Vec::new();
             loop {
                 let line = read_line(conn, MAX_CHUNK_LINE, deadline)?;
@@ -1229,12 +1249,12 @@ fn read_body(
             }
             let mut trailer = 0usize;
             loop {
-                let line = read_line(conn, MAX_HEADER_SIZE, deadline)?;
+                let line = read_line(conn, max_trailer, deadline)?;
                 if line.is_empty() {
                     break;
                 }
                 trailer += line.len() + 2;
-                if trailer > MAX_HEADER_SIZE {
+                if trailer > max_trailer {
                     return Err(BodyError::Reject(reject(431, "trailer too large")));
                 }
             }
