@@ -107,7 +107,8 @@ enum cmpkit_result
   CMPKIT_RESULT_REJECTED = 500,
   // The peer answered with a CMP error message; see the response's status.
   CMPKIT_RESULT_PEER_ERROR = 501,
-  // The peer asks to wait (polling is not done by this operation).
+  // The peer asks to wait and the operation does not poll (the client transactions poll;
+  // see [`ErrorCode::PollingTimeout`]).
   CMPKIT_RESULT_WAITING = 502,
   // The peer answered pkiConf/ip without the certificate we expected.
   CMPKIT_RESULT_NO_CERTIFICATE = 503,

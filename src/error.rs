@@ -77,7 +77,8 @@ pub enum ErrorCode {
     Rejected = 500,
     /// The peer answered with a CMP error message; see the response's status.
     PeerError = 501,
-    /// The peer asks to wait (polling is not done by this operation).
+    /// The peer asks to wait and the operation does not poll (the client transactions poll;
+    /// see [`ErrorCode::PollingTimeout`]).
     Waiting = 502,
     /// The peer answered pkiConf/ip without the certificate we expected.
     NoCertificate = 503,

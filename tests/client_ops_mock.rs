@@ -621,7 +621,12 @@ fn send_error_answers_every_operation_with_a_peer_error() {
 
 /// A genp answering `tx`'s pending genm, MAC-protected with the test secret.
 fn genp_for(tx: &Transaction, itavs: Vec<InfoTypeAndValue>) -> Vec<u8> {
-    let req = PkiMessage::from_der(tx.pending_request().unwrap()).unwrap();
+    reply_to(tx.pending_request().unwrap(), PkiBody::Genp(itavs))
+}
+
+/// A response with `body` to the request `request`, MAC-protected with the test secret.
+fn reply_to(request: &[u8], body: PkiBody) -> Vec<u8> {
+    let req = PkiMessage::from_der(request).unwrap();
     let mut msg = PkiMessage {
         header: PkiHeader {
             pvno: 2,
@@ -637,7 +642,7 @@ fn genp_for(tx: &Transaction, itavs: Vec<InfoTypeAndValue>) -> Vec<u8> {
             free_text: None,
             general_info: None,
         },
-        body: PkiBody::Genp(itavs),
+        body,
         protection: None,
         extra_certs: None,
     };
@@ -948,4 +953,125 @@ fn genp_crls_are_returned_as_der() {
     );
     tx.handle_response(&rsp).unwrap();
     assert_eq!(tx.response().crls().unwrap(), Some(vec![crl]));
+}
+
+// ---------------------------------------------------------------- polling, sans-IO
+
+fn status_info(status: u8, text: &str) -> cmpkit::asn1::PkiStatusInfo {
+    cmpkit::asn1::PkiStatusInfo {
+        status,
+        status_string: Some(vec![text.into()]),
+        fail_info: None,
+    }
+}
+
+fn waiting_error() -> PkiBody {
+    PkiBody::Error(cmpkit::asn1::ErrorMsgContent {
+        pki_status_info: status_info(3, "busy"),
+        error_code: None,
+        error_details: None,
+    })
+}
+
+fn poll_rep(check_after: u64) -> PkiBody {
+    PkiBody::PollRep(vec![cmpkit::asn1::PollRepEntry {
+        cert_req_id: der::asn1::Int::new(&[0xff]).unwrap(),
+        check_after,
+        reason: Some(vec!["still working".into()]),
+    }])
+}
+
+/// A transfer that answers each request with the next body of `script`, and the bodies
+/// of the requests it saw.
+fn scripted(script: Vec<PkiBody>) -> impl FnMut(&[u8]) -> Result<Vec<u8>, Error> {
+    let mut script = script.into_iter();
+    move |req: &[u8]| Ok(reply_to(req, script.next().expect("script too short")))
+}
+
+#[test]
+fn genm_answered_by_error_waiting_polls_with_minus_one_then_gets_the_genp() {
+    let mut tx = genm_tx(vec![genm::ca_certs_request()]);
+    assert_eq!(tx.wait_hint(), None);
+    // error(waiting) -> pollReq right away
+    let rsp = reply_to(tx.pending_request().unwrap(), waiting_error());
+    tx.handle_response(&rsp).unwrap();
+    assert_eq!(tx.wait_hint(), Some(Duration::ZERO));
+    let PkiBody::PollReq(p) = PkiMessage::from_der(tx.pending_request().unwrap())
+        .unwrap()
+        .body
+    else {
+        panic!("expected pollReq")
+    };
+    assert_eq!(int(&p[0].cert_req_id), -1);
+    // pollRep(checkAfter 7) -> pollReq after 7 s
+    let rsp = reply_to(tx.pending_request().unwrap(), poll_rep(7));
+    tx.handle_response(&rsp).unwrap();
+    assert_eq!(tx.wait_hint(), Some(Duration::from_secs(7)));
+    assert_eq!(tx.response().poll_reasons, ["still working"]);
+    // the final genp
+    let rsp = reply_to(tx.pending_request().unwrap(), PkiBody::Genp(vec![]));
+    tx.handle_response(&rsp).unwrap();
+    tx.result().unwrap();
+    assert_eq!(tx.wait_hint(), None);
+    assert_eq!(tx.response().poll_rounds, 1);
+    assert_eq!(tx.response().requested_wait, Duration::from_secs(7));
+}
+
+#[test]
+fn rr_polled_then_revocation_notification_is_success() {
+    let cert = X509::from_der(&self_signed_der()).unwrap();
+    let op = Operation::Rr {
+        cert,
+        reason: None,
+        key: None,
+    };
+    let mut tx = Transaction::start(Arc::new(mac_config()), op).unwrap();
+    let rp = PkiBody::Rp(cmpkit::asn1::RevRepContent {
+        status: vec![status_info(5, "revoked")],
+        rev_certs: None,
+        crls: None,
+    });
+    let mut slept = Vec::new();
+    let mut transfer = scripted(vec![waiting_error(), poll_rep(30), rp]);
+    cmpkit::client::execute_with_sleep(&mut tx, &mut transfer, &mut |d| slept.push(d)).unwrap();
+    assert_eq!(slept, [Duration::from_secs(30)]);
+    assert_eq!(tx.response().status.as_ref().unwrap().status, 5);
+}
+
+#[test]
+fn poll_rep_for_another_cert_req_id_is_cert_req_id_mismatch() {
+    let mut tx = genm_tx(vec![genm::ca_certs_request()]);
+    let wrong = PkiBody::PollRep(vec![cmpkit::asn1::PollRepEntry {
+        cert_req_id: der::asn1::Int::new(&[5]).unwrap(),
+        check_after: 1,
+        reason: None,
+    }]);
+    let mut transfer = scripted(vec![waiting_error(), wrong]);
+    let e = cmpkit::client::execute_with_sleep(&mut tx, &mut transfer, &mut |_| ()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::CertReqIdMismatch, "{e}");
+}
+
+#[test]
+fn execute_gives_up_when_the_requested_waits_pass_the_deadline() {
+    let config = ClientConfig {
+        polling_deadline: Duration::from_secs(60),
+        ..mac_config()
+    };
+    let mut tx = Transaction::start(
+        Arc::new(config),
+        Operation::Genm(vec![genm::ca_certs_request()]),
+    )
+    .unwrap();
+    let mut slept = Vec::new();
+    let mut transfer = scripted(vec![waiting_error(), poll_rep(40), poll_rep(40)]);
+    let e = cmpkit::client::execute_with_sleep(&mut tx, &mut transfer, &mut |d| slept.push(d))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PollingTimeout, "{e}");
+    assert_eq!(
+        slept,
+        [Duration::from_secs(40)],
+        "the second wait is not started"
+    );
+    assert_eq!(tx.result().unwrap_err().code, ErrorCode::PollingTimeout);
+    assert_eq!(tx.response().poll_rounds, 2);
 }

@@ -1,4 +1,5 @@
-//! Client transactions, sans-IO: a [`Transaction`] emits request bytes and consumes response
+//! Client transactions for every CMP operation ([`Operation`]: ir, cr, kur, p10cr, rr, genm,
+//! with polling), sans-IO: a [`Transaction`] emits request bytes and consumes response
 //! bytes; [`execute`] is the blocking loop over the same calls with a [`Transfer`].
 
 mod config;
