@@ -164,6 +164,48 @@ mod tests {
         assert_eq!(SignKeyPairTypesValue::from_der(&der).unwrap(), v);
     }
 
+    fn self_signed(cn: &str) -> Certificate {
+        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, x509};
+        let key = PKey::ec_gen("prime256v1").unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        Certificate::from_der(&b.build().to_der().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn root_ca_key_update_round_trips_with_explicit_tags() {
+        let new = self_signed("new");
+        let old_with_new = self_signed("old");
+        let v = RootCaKeyUpdateContent {
+            new_with_new: new.clone(),
+            new_with_old: None,
+            old_with_new: Some(old_with_new.clone()),
+        };
+        let der = v.to_der().unwrap();
+        assert_eq!(RootCaKeyUpdateContent::from_der(&der).unwrap(), v);
+        // newWithNew, then [1] EXPLICIT (constructed, 0xa1) around oldWithNew.
+        let inner = der::asn1::SequenceRef::from_der(&der).unwrap();
+        let after_first = &inner.as_bytes()[new.to_der().unwrap().len()..];
+        assert_eq!(after_first[0], 0xa1);
+        assert_eq!(
+            Certificate::from_der(
+                &after_first[after_first.len() - old_with_new.to_der().unwrap().len()..]
+            )
+            .unwrap(),
+            old_with_new
+        );
+    }
+
     #[test]
     fn names_of_info_types() {
         assert_eq!(
