@@ -95,14 +95,25 @@ enum cmpkit_result
   CMPKIT_RESULT_CERT_REQ_ID_MISMATCH = 404,
   // The response lacks a senderNonce or transactionID.
   CMPKIT_RESULT_MISSING_HEADER_FIELD = 405,
+  // The response's messageTime is further from our clock than the configured tolerance.
+  CMPKIT_RESULT_BAD_MESSAGE_TIME = 406,
+  // The response's signer certificate lacks the `id-kp-cmcCA`/`id-kp-cmcRA` extended key
+  // usage the configuration requires (RFC 9483 §3.1).
+  CMPKIT_RESULT_MISSING_CMC_EKU = 407,
+  // A root CA key update (genp rootCaKeyUpdate) does not verify: newWithOld is not signed
+  // by the old root, oldWithNew not by the new one, or the keys do not fit.
+  CMPKIT_RESULT_ROOT_CA_UPDATE_INVALID = 408,
   // The peer rejected the request (PKIStatus rejection); see the response's status.
   CMPKIT_RESULT_REJECTED = 500,
   // The peer answered with a CMP error message; see the response's status.
   CMPKIT_RESULT_PEER_ERROR = 501,
-  // The peer asks to wait (polling is not done by this operation).
+  // The peer asks to wait and the operation does not poll (the client transactions poll;
+  // see [`ErrorCode::PollingTimeout`]).
   CMPKIT_RESULT_WAITING = 502,
   // The peer answered pkiConf/ip without the certificate we expected.
   CMPKIT_RESULT_NO_CERTIFICATE = 503,
+  // Polling (the peer said waiting) did not finish within the configured deadline.
+  CMPKIT_RESULT_POLLING_TIMEOUT = 504,
   // The transfer (I/O) failed: connection, callback error.
   CMPKIT_RESULT_TRANSFER_FAILED = 600,
   // The HTTP server answered with a non-200 status or a wrong content type.

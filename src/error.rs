@@ -65,14 +65,25 @@ pub enum ErrorCode {
     CertReqIdMismatch = 404,
     /// The response lacks a senderNonce or transactionID.
     MissingHeaderField = 405,
+    /// The response's messageTime is further from our clock than the configured tolerance.
+    BadMessageTime = 406,
+    /// The response's signer certificate lacks the `id-kp-cmcCA`/`id-kp-cmcRA` extended key
+    /// usage the configuration requires (RFC 9483 §3.1).
+    MissingCmcEku = 407,
+    /// A root CA key update (genp rootCaKeyUpdate) does not verify: newWithOld is not signed
+    /// by the old root, oldWithNew not by the new one, or the keys do not fit.
+    RootCaUpdateInvalid = 408,
     /// The peer rejected the request (PKIStatus rejection); see the response's status.
     Rejected = 500,
     /// The peer answered with a CMP error message; see the response's status.
     PeerError = 501,
-    /// The peer asks to wait (polling is not done by this operation).
+    /// The peer asks to wait and the operation does not poll (the client transactions poll;
+    /// see [`ErrorCode::PollingTimeout`]).
     Waiting = 502,
     /// The peer answered pkiConf/ip without the certificate we expected.
     NoCertificate = 503,
+    /// Polling (the peer said waiting) did not finish within the configured deadline.
+    PollingTimeout = 504,
     /// The transfer (I/O) failed: connection, callback error.
     TransferFailed = 600,
     /// The HTTP server answered with a non-200 status or a wrong content type.
@@ -124,10 +135,14 @@ impl ErrorCode {
             403 => CertKeyMismatch,
             404 => CertReqIdMismatch,
             405 => MissingHeaderField,
+            406 => BadMessageTime,
+            407 => MissingCmcEku,
+            408 => RootCaUpdateInvalid,
             500 => Rejected,
             501 => PeerError,
             502 => Waiting,
             503 => NoCertificate,
+            504 => PollingTimeout,
             600 => TransferFailed,
             601 => HttpError,
             602 => Timeout,
@@ -178,10 +193,14 @@ impl ErrorCode {
             CertKeyMismatch => c"cert-key-mismatch",
             CertReqIdMismatch => c"cert-req-id-mismatch",
             MissingHeaderField => c"missing-header-field",
+            BadMessageTime => c"bad-message-time",
+            MissingCmcEku => c"missing-cmc-eku",
+            RootCaUpdateInvalid => c"root-ca-update-invalid",
             Rejected => c"rejected",
             PeerError => c"peer-error",
             Waiting => c"waiting",
             NoCertificate => c"no-certificate",
+            PollingTimeout => c"polling-timeout",
             TransferFailed => c"transfer-failed",
             HttpError => c"http-error",
             Timeout => c"timeout",

@@ -23,6 +23,8 @@ use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::CertReq;
 use x509_cert::Certificate;
 
+pub mod genm;
+
 pub use cmpv2::gen::InfoTypeAndValue;
 pub use crmf::controls::CertId;
 pub use crmf::request::{CertReqMessages, CertReqMsg, CertRequest, CertTemplate};
@@ -516,6 +518,32 @@ pub mod oid {
     pub const IT_IMPLICIT_CONFIRM: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.13");
     /// `id-ce-subjectAltName`.
     pub const SUBJECT_ALT_NAME: Oid = Oid::new_unwrap("2.5.29.17");
+    /// `id-ce-cRLReasons`.
+    pub const CRL_REASON: Oid = Oid::new_unwrap("2.5.29.21");
+    /// `id-it-signKeyPairTypes` (RFC 9810 §5.3.19.2).
+    pub const IT_SIGN_KEY_PAIR_TYPES: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.2");
+    /// `id-it-caCerts` (RFC 9810 §5.3.19.9).
+    pub const IT_CA_CERTS: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.17");
+    /// `id-it-rootCaKeyUpdate` (RFC 9810 §5.3.19.15).
+    pub const IT_ROOT_CA_KEY_UPDATE: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.18");
+    /// `id-it-certReqTemplate` (RFC 9810 §5.3.19.16).
+    pub const IT_CERT_REQ_TEMPLATE: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.19");
+    /// `id-it-rootCaCert` (RFC 9810 §5.3.19.15).
+    pub const IT_ROOT_CA_CERT: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.20");
+    /// `id-it-crlStatusList` (RFC 9810 §5.3.19.17).
+    pub const IT_CRL_STATUS_LIST: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.22");
+    /// `id-it-crls` (RFC 9810 §5.3.19.18).
+    pub const IT_CRLS: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.23");
+    /// `id-regCtrl-oldCertID` (RFC 4211 §6.5).
+    pub const REG_CTRL_OLD_CERT_ID: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.5.1.5");
+    /// `id-regCtrl-rsaKeyLen` (RFC 9810 §5.3.19.16).
+    pub const REG_CTRL_RSA_KEY_LEN: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.5.1.12");
+    /// `id-kp-cmcCA` (RFC 6402): a CA's CMP/CMC protection certificate.
+    pub const KP_CMC_CA: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.27");
+    /// `id-kp-cmcRA` (RFC 6402): an RA's CMP/CMC protection certificate.
+    pub const KP_CMC_RA: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.28");
+    /// `id-ce-extKeyUsage`.
+    pub const EXT_KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.37");
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::message::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::protection::{MacLimits, MacParams, MacProtection, Protection};
 use openssl::x509::X509;
 use std::sync::Arc;
+use std::time::Duration;
 use x509_cert::name::Name;
 
 /// How the client authenticates its requests.
@@ -95,7 +96,19 @@ pub struct ClientConfig {
     /// Report the content of unprotected error responses as the peer's diagnostics (they are
     /// never taken as success; without this they fail as [`ErrorCode::ProtectionMissing`]).
     pub unprotected_errors: bool,
+    /// If set, a response whose messageTime differs from our clock by more than this fails
+    /// with [`ErrorCode::BadMessageTime`] (responses without messageTime are accepted).
+    pub message_time_tolerance: Option<Duration>,
+    /// Require the signer certificate of signed responses to carry the extended key usage
+    /// `id-kp-cmcCA` or `id-kp-cmcRA` (RFC 9483 §3.1); else [`ErrorCode::MissingCmcEku`].
+    pub require_cmc_eku: bool,
+    /// How long [`execute`](super::execute) keeps polling (the sum of the waits the server
+    /// asks for, and the time spent) before giving up with [`ErrorCode::PollingTimeout`].
+    pub polling_deadline: Duration,
 }
+
+/// The default [`ClientConfig::polling_deadline`]: 5 minutes.
+pub const DEFAULT_POLLING_DEADLINE: Duration = Duration::from_secs(300);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -109,6 +122,9 @@ impl Default for ClientConfig {
             mac_limits: MacLimits::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             unprotected_errors: false,
+            message_time_tolerance: None,
+            require_cmc_eku: false,
+            polling_deadline: DEFAULT_POLLING_DEADLINE,
         }
     }
 }

@@ -1,23 +1,26 @@
-//! The enrollment transaction (ir; cr and kur share it): request, certificate response,
-//! certConf, pkiConf, with every check RFC 9810 and RFC 9483 ask of a client.
+//! The client transaction for every operation (ir, cr, kur, p10cr, rr, genm): request,
+//! response, certConf/pkiConf and polling, with every check RFC 9810 and RFC 9483 ask of a
+//! client.
 
 use super::config::{ClientConfig, Credentials};
 use super::response::Response;
 use crate::asn1::{
-    oid, CertRepMessage, CertReqMsg, CertRequest, CertStatus, CertTemplate, PkiBody, PkiHeader,
-    PkiMessage,
+    oid, CertId, CertRepMessage, CertReqMsg, CertRequest, CertStatus, CertTemplate,
+    InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage, PollRepEntry, PollReqEntry, RevDetails,
+    RevRepContent,
 };
 use crate::crypto::cert::{parse_der, subject_text};
 use crate::crypto::Signer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::{self, PeerStatus, PkiStatus};
-use crate::protection::{self, ProtectionKind};
+use crate::protection::{self, Protection, ProtectionKind};
 use crmf::pop::{PopoSigningKey, ProofOfPossession};
 use der::asn1::{BitString, Int, OctetString};
 use der::{Decode, Encode};
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 use std::sync::Arc;
+use std::time::Duration;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::Extension;
@@ -33,6 +36,95 @@ pub struct EnrollRequest {
     pub key: Arc<dyn Signer>,
 }
 
+/// A client operation: what [`Transaction::start`] sends.
+pub enum Operation {
+    /// Initialization request (ir, RFC 9483 §4.1.1): answered by ip, then certConf/pkiConf.
+    Ir(EnrollRequest),
+    /// Certification request (cr, RFC 9483 §4.1.2): answered by cp, then certConf/pkiConf.
+    Cr(EnrollRequest),
+    /// Key update request (kur, RFC 9483 §4.1.3) for a certificate we hold.
+    ///
+    /// Subject and subjectAltName default to those of `old_cert` when `request` leaves them
+    /// empty; the request carries the `id-regCtrl-oldCertID` control with the issuer and
+    /// serial number of `old_cert`. RFC 9483 asks for the kur to be signed with the key of
+    /// `old_cert`: with `old_key` set the request is signed with it and `old_cert` is sent
+    /// first in extraCerts (plus the chain of signature credentials, if configured), so the
+    /// sender is the old certificate's subject; without it the configured credentials
+    /// protect the request.
+    Kur {
+        /// The new key and, optionally, subject and subjectAltName.
+        request: EnrollRequest,
+        /// The certificate to update.
+        old_cert: X509,
+        /// The private key of `old_cert`, to sign the request with.
+        old_key: Option<Arc<dyn Signer>>,
+    },
+    /// PKCS#10 certification request (p10cr, RFC 9483 §4.1.4): the DER CSR is the body; the
+    /// cp and certConf use certReqId -1.
+    P10cr {
+        /// The DER `CertificationRequest`.
+        csr_der: Vec<u8>,
+    },
+    /// Revocation request (rr, RFC 9483 §4.2) for `cert`, answered by rp.
+    ///
+    /// certDetails carries the issuer and serial number of `cert`; `reason` (a CRLReason
+    /// value, RFC 5280 §5.3.1) goes in crlEntryDetails. RFC 9483 asks for the rr to be signed
+    /// with the key of the certificate to revoke (or by an authorized entity): with `key` set
+    /// the request is signed with it and `cert` goes first in extraCerts; without it the
+    /// configured credentials protect the request.
+    Rr {
+        /// The certificate to revoke.
+        cert: X509,
+        /// CRLReason code (0 unspecified, 1 keyCompromise, 4 superseded, 5
+        /// cessationOfOperation, ...).
+        reason: Option<u8>,
+        /// The private key of `cert`, to sign the request with.
+        key: Option<Arc<dyn Signer>>,
+    },
+    /// General message (genm, RFC 9483 §4.3) with these InfoTypeAndValues, answered by genp
+    /// (see [`Response::genp`](super::Response::genp) and the typed helpers on
+    /// [`Response`](super::Response)); [`super::genm`] builds the usual requests.
+    Genm(Vec<InfoTypeAndValue>),
+}
+
+impl Operation {
+    /// The request body's name (`"ir"`, `"cr"`, `"kur"`, `"p10cr"`, `"rr"`, `"genm"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Ir(_) => "ir",
+            Operation::Cr(_) => "cr",
+            Operation::Kur { .. } => "kur",
+            Operation::P10cr { .. } => "p10cr",
+            Operation::Rr { .. } => "rr",
+            Operation::Genm(_) => "genm",
+        }
+    }
+}
+
+/// The kind of operation, remembered to know which response body finishes it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Ir,
+    Cr,
+    Kur,
+    P10cr,
+    Rr,
+    Genm,
+}
+
+impl Kind {
+    /// The name of the body that answers the request.
+    fn response_name(self) -> &'static str {
+        match self {
+            Kind::Ir => "ip",
+            Kind::Cr | Kind::P10cr => "cp",
+            Kind::Kur => "kup",
+            Kind::Rr => "rp",
+            Kind::Genm => "genp",
+        }
+    }
+}
+
 /// Where the transaction stands.
 enum State {
     /// A request is ready to send; its response is awaited.
@@ -43,8 +135,19 @@ enum State {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Expect {
-    CertResponse,
+    /// The operation's response (ip, cp, kup, rp, genp).
+    Final,
+    /// pkiConf after our certConf.
     PkiConf,
+    /// After a pollReq: pollRep or the final response.
+    Poll,
+}
+
+/// A signer that protects this transaction's requests instead of the configured credentials
+/// (kur and rr with the key of the certificate concerned).
+struct OwnSigner {
+    protection: Protection,
+    cert: X509,
 }
 
 /// The signer of the responses, validated once per transaction.
@@ -57,7 +160,15 @@ struct PeerSigner {
 /// send it, and feed the answer to [`handle_response`](Self::handle_response) until it is done.
 pub struct Transaction {
     config: Arc<ClientConfig>,
+    kind: Kind,
+    /// certReqId of the certificate request (0, or -1 for p10cr).
+    cert_req_id: i64,
+    /// The certified key we expect in the new certificate (enrollments).
     key_spki: Vec<u8>,
+    /// Signs the requests instead of the configured credentials, if set.
+    own_signer: Option<OwnSigner>,
+    /// How long to wait before sending the pending pollReq.
+    wait: Option<Duration>,
     /// The requested subject: the sender name of MAC-protected requests (RFC 9483 §3.1).
     subject: Option<Name>,
     transaction_id: Vec<u8>,
@@ -66,6 +177,8 @@ pub struct Transaction {
     /// senderNonce of the peer's last response: our next recipNonce.
     peer_nonce: Option<Vec<u8>>,
     peer_signer: Option<PeerSigner>,
+    /// The certReqId of the running polling (0 or -1).
+    cert_req_id_polled: i64,
     /// A certificate we reject in certConf: reported once pkiConf arrives.
     rejection: Option<Error>,
     state: State,
@@ -73,14 +186,32 @@ pub struct Transaction {
 }
 
 const CERT_REQ_ID: i64 = 0;
+/// certReqId of p10cr responses and of polling for non-certificate requests.
+const NO_CERT_REQ_ID: i64 = -1;
 
 impl Transaction {
     /// Start an initialization request (ir) for `request` under `config`.
+    ///
+    /// The same as [`start`](Self::start) with [`Operation::Ir`].
     pub fn start_ir(config: Arc<ClientConfig>, request: EnrollRequest) -> Result<Self> {
+        Self::start(config, Operation::Ir(request))
+    }
+
+    /// Start `operation` under `config`: builds and protects the first request.
+    ///
+    /// Fails with [`ErrorCode::MissingConfig`] without credentials (unless the operation
+    /// brings its own signing key), [`ErrorCode::BadCertificate`] or
+    /// [`ErrorCode::InvalidArgument`] for an unusable certificate, CSR or reason code.
+    pub fn start(config: Arc<ClientConfig>, operation: Operation) -> Result<Self> {
         let transaction_id = message::random_bytes(16)?;
         let mut tx = Transaction {
-            key_spki: request.key.public_key_der().to_vec(),
-            subject: request.subject.clone(),
+            kind: Kind::Ir,
+            cert_req_id: CERT_REQ_ID,
+            key_spki: Vec::new(),
+            own_signer: None,
+            wait: None,
+            cert_req_id_polled: CERT_REQ_ID,
+            subject: None,
             config,
             response: Response {
                 transaction_id: transaction_id.clone(),
@@ -93,13 +224,166 @@ impl Transaction {
             rejection: None,
             state: State::Done(Ok(())),
         };
-        let body = PkiBody::Ir(vec![cert_req_msg(&request)?]);
-        let bytes = tx.build(body, tx.config.implicit_confirm)?;
+        let implicit_confirm = tx.config.implicit_confirm;
+        let (body, implicit_confirm) = match operation {
+            Operation::Ir(request) => {
+                tx.key_spki = request.key.public_key_der().to_vec();
+                tx.subject = request.subject.clone();
+                (
+                    PkiBody::Ir(vec![cert_req_msg(&request, None)?]),
+                    implicit_confirm,
+                )
+            }
+            Operation::Cr(request) => {
+                tx.kind = Kind::Cr;
+                tx.key_spki = request.key.public_key_der().to_vec();
+                tx.subject = request.subject.clone();
+                (
+                    PkiBody::Cr(vec![cert_req_msg(&request, None)?]),
+                    implicit_confirm,
+                )
+            }
+            Operation::Kur {
+                mut request,
+                old_cert,
+                old_key,
+            } => {
+                tx.kind = Kind::Kur;
+                let old = x509_cert::Certificate::from_der(&old_cert.to_der()?).map_err(|e| {
+                    Error::new(ErrorCode::BadCertificate, format!("old certificate: {e}"))
+                })?;
+                let tbs = old.tbs_certificate();
+                if request.subject.is_none() {
+                    request.subject = Some(tbs.subject().clone());
+                }
+                if request.sans.is_empty() {
+                    if let Some(exts) = tbs.extensions() {
+                        for e in exts.iter().filter(|e| e.extn_id == oid::SUBJECT_ALT_NAME) {
+                            let san = SubjectAltName::from_der(e.extn_value.as_bytes())?;
+                            request.sans = san.0;
+                        }
+                    }
+                }
+                let old_cert_id = CertId {
+                    issuer: GeneralName::DirectoryName(tbs.issuer().clone()),
+                    serial_number: tbs.serial_number().clone(),
+                };
+                let control = x509_cert::attr::AttributeTypeAndValue {
+                    oid: oid::REG_CTRL_OLD_CERT_ID,
+                    value: der::Any::encode_from(&old_cert_id)?,
+                };
+                tx.key_spki = request.key.public_key_der().to_vec();
+                tx.subject = request.subject.clone();
+                if let Some(key) = old_key {
+                    tx.own_signer = Some(OwnSigner {
+                        protection: Protection::Signature(key),
+                        cert: old_cert,
+                    });
+                }
+                (
+                    PkiBody::Kur(vec![cert_req_msg(&request, Some(vec![control]))?]),
+                    implicit_confirm,
+                )
+            }
+            Operation::P10cr { csr_der } => {
+                tx.kind = Kind::P10cr;
+                tx.cert_req_id = NO_CERT_REQ_ID;
+                let csr = x509_cert::request::CertReq::from_der(&csr_der).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidArgument,
+                        format!("not a DER PKCS#10 certification request: {e}"),
+                    )
+                })?;
+                tx.key_spki = csr.info.public_key.to_der()?;
+                tx.subject = Some(csr.info.subject.clone());
+                (PkiBody::P10cr(Box::new(csr)), implicit_confirm)
+            }
+            Operation::Rr { cert, reason, key } => {
+                tx.kind = Kind::Rr;
+                tx.cert_req_id = NO_CERT_REQ_ID;
+                let parsed = x509_cert::Certificate::from_der(&cert.to_der()?).map_err(|e| {
+                    Error::new(
+                        ErrorCode::BadCertificate,
+                        format!("certificate to revoke: {e}"),
+                    )
+                })?;
+                let tbs = parsed.tbs_certificate();
+                tx.subject = Some(tbs.subject().clone());
+                let crl_entry_details = reason
+                    .map(|r| -> Result<_> {
+                        let reason = x509_cert::ext::pkix::crl::CrlReason::try_from(r as u32)
+                            .map_err(|_| {
+                                Error::new(
+                                    ErrorCode::InvalidArgument,
+                                    format!("{r} is not a CRLReason value"),
+                                )
+                            })?;
+                        Ok(vec![Extension {
+                            extn_id: oid::CRL_REASON,
+                            critical: false,
+                            extn_value: OctetString::new(reason.to_der()?)?,
+                        }])
+                    })
+                    .transpose()?;
+                let details = RevDetails {
+                    cert_details: CertTemplate {
+                        version: None,
+                        serial_number: Some(tbs.serial_number().clone()),
+                        signature: None,
+                        issuer: Some(tbs.issuer().clone()),
+                        validity: None,
+                        subject: None,
+                        subject_public_key_info: None,
+                        issuer_unique_id: None,
+                        subject_unique_id: None,
+                        extensions: None,
+                    },
+                    crl_entry_details,
+                };
+                if let Some(key) = key {
+                    tx.own_signer = Some(OwnSigner {
+                        protection: Protection::Signature(key),
+                        cert,
+                    });
+                }
+                (PkiBody::Rr(vec![details]), false)
+            }
+            Operation::Genm(itavs) => {
+                tx.kind = Kind::Genm;
+                tx.cert_req_id = NO_CERT_REQ_ID;
+                (PkiBody::Genm(itavs), false)
+            }
+        };
+        let bytes = tx.build(body, implicit_confirm)?;
         tx.state = State::Awaiting {
             request: bytes,
-            expect: Expect::CertResponse,
+            expect: Expect::Final,
         };
         Ok(tx)
+    }
+
+    /// How long to wait before sending [`pending_request`](Self::pending_request).
+    ///
+    /// `Some` while polling (RFC 9810 §5.3.22): the pending request is a pollReq, to be sent
+    /// after the returned delay (zero for the first pollReq, then the `checkAfter` of the
+    /// last pollRep). `None` means: send the pending request (if any) right away.
+    pub fn wait_hint(&self) -> Option<Duration> {
+        match self.state {
+            State::Awaiting { .. } => self.wait,
+            State::Done(_) => None,
+        }
+    }
+
+    /// The operation's kind as its request body's name (`"ir"`, `"kur"`, `"genm"`, ...).
+    pub fn operation_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Ir => "ir",
+            Kind::Cr => "cr",
+            Kind::Kur => "kur",
+            Kind::P10cr => "p10cr",
+            Kind::Rr => "rr",
+            Kind::Genm => "genm",
+        }
     }
 
     /// The request to send now, or `None` when the transaction is over.
@@ -126,6 +410,11 @@ impl Transaction {
                 "the transaction is still in progress",
             )),
         }
+    }
+
+    /// The configuration this transaction runs under.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     /// What the peer said so far.
@@ -196,7 +485,18 @@ impl Transaction {
                 })?
                 .to_vec(),
         );
+        self.check_message_time(&msg)?;
+        self.wait = None;
+        let kind = self.kind;
         match (&msg.body, expect) {
+            (PkiBody::Error(e), Expect::Final | Expect::Poll)
+                if e.pki_status_info.status == PkiStatus::Waiting as u8 =>
+            {
+                // RFC 9810 §5.3.22: any request may be answered by an error message with
+                // status waiting; polling then uses certReqId -1.
+                self.response.status = Some(PeerStatus::from_status_info(&e.pki_status_info));
+                self.start_polling(NO_CERT_REQ_ID)
+            }
             (PkiBody::Error(e), _) => {
                 let status = PeerStatus::from_status_info(&e.pki_status_info);
                 self.response.error_code = e.error_code.as_ref().and_then(int_to_i64);
@@ -208,19 +508,147 @@ impl Transaction {
                 self.response.status = Some(status);
                 Err(Error::new(ErrorCode::PeerError, detail))
             }
-            (PkiBody::Ip(rep), Expect::CertResponse) => self.handle_cert_rep(&msg, rep),
+            (PkiBody::PollRep(entries), Expect::Poll) => self.handle_poll_rep(entries),
+            (PkiBody::Ip(rep), Expect::Final | Expect::Poll) if kind == Kind::Ir => {
+                self.handle_cert_rep(&msg, rep)
+            }
+            (PkiBody::Cp(rep), Expect::Final | Expect::Poll)
+                if matches!(kind, Kind::Cr | Kind::P10cr) =>
+            {
+                self.handle_cert_rep(&msg, rep)
+            }
+            (PkiBody::Kup(rep), Expect::Final | Expect::Poll) if kind == Kind::Kur => {
+                self.handle_cert_rep(&msg, rep)
+            }
+            (PkiBody::Rp(rep), Expect::Final | Expect::Poll) if kind == Kind::Rr => {
+                self.handle_rev_rep(&msg, rep)
+            }
+            (PkiBody::Genp(itavs), Expect::Final | Expect::Poll) if kind == Kind::Genm => {
+                self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+                self.response.genp = itavs.clone();
+                Ok(None)
+            }
             (PkiBody::PkiConf(_), Expect::PkiConf) => Ok(None),
             (body, _) => Err(Error::new(
                 ErrorCode::UnexpectedBody,
                 format!(
                     "expected {}, got {}",
-                    if expect == Expect::PkiConf {
-                        "pkiConf"
-                    } else {
-                        "ip"
+                    match expect {
+                        Expect::PkiConf => "pkiConf",
+                        Expect::Final => kind.response_name(),
+                        Expect::Poll => "pollRep or the final response",
                     },
                     body.name()
                 ),
+            )),
+        }
+    }
+
+    /// With a tolerance configured, the response's messageTime must be within it of our clock.
+    fn check_message_time(&self, msg: &PkiMessage) -> Result<()> {
+        let (Some(tolerance), Some(t)) = (
+            self.config.message_time_tolerance,
+            msg.header.message_time.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        let theirs = t.to_system_time();
+        let now = std::time::SystemTime::now();
+        let off = match theirs.duration_since(now) {
+            Ok(ahead) => ahead,
+            Err(e) => e.duration(),
+        };
+        if off > tolerance {
+            return Err(Error::new(
+                ErrorCode::BadMessageTime,
+                format!(
+                    "response messageTime {} is {} s {} our clock, more than the tolerance of {} s",
+                    t.to_date_time(),
+                    off.as_secs(),
+                    if theirs > now { "ahead of" } else { "behind" },
+                    tolerance.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Answer a waiting status with a pollReq for `cert_req_id`, sent right away.
+    fn start_polling(&mut self, cert_req_id: i64) -> Result<Option<State>> {
+        self.cert_req_id_polled = cert_req_id;
+        self.wait = Some(Duration::ZERO);
+        self.poll_request()
+    }
+
+    /// A fresh pollReq for the polled certReqId.
+    fn poll_request(&mut self) -> Result<Option<State>> {
+        let body = PkiBody::PollReq(vec![PollReqEntry {
+            cert_req_id: int_from_i64(self.cert_req_id_polled)?,
+        }]);
+        let request = self.build(body, false)?;
+        Ok(Some(State::Awaiting {
+            request,
+            expect: Expect::Poll,
+        }))
+    }
+
+    /// pollRep: wait `checkAfter` seconds, then poll again.
+    fn handle_poll_rep(&mut self, entries: &[PollRepEntry]) -> Result<Option<State>> {
+        let [entry] = entries else {
+            return Err(Error::new(
+                ErrorCode::BadMessageContent,
+                format!("expected one pollRep entry, got {}", entries.len()),
+            ));
+        };
+        let id = int_to_i64(&entry.cert_req_id);
+        if id != Some(self.cert_req_id_polled) {
+            return Err(Error::new(
+                ErrorCode::CertReqIdMismatch,
+                format!(
+                    "pollRep is for certReqId {id:?}, we polled for {}",
+                    self.cert_req_id_polled
+                ),
+            ));
+        }
+        let check_after = Duration::from_secs(entry.check_after);
+        self.response.poll_rounds += 1;
+        self.response.requested_wait += check_after;
+        if let Some(reason) = &entry.reason {
+            self.response.poll_reasons = reason.clone();
+        }
+        let next = self.poll_request()?;
+        self.wait = Some(check_after);
+        Ok(next)
+    }
+
+    /// rp: one status for our one RevDetails.
+    fn handle_rev_rep(&mut self, msg: &PkiMessage, rep: &RevRepContent) -> Result<Option<State>> {
+        self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+        let [si] = rep.status.as_slice() else {
+            return Err(Error::new(
+                ErrorCode::BadMessageContent,
+                format!("expected one status in rp, got {}", rep.status.len()),
+            ));
+        };
+        let status = PeerStatus::from_status_info(si);
+        self.response.status = Some(status.clone());
+        match PkiStatus::from_u8(status.status) {
+            // RFC 9810 §5.2.3: revocationWarning (revocation imminent) and
+            // revocationNotification (revocation occurred) are not failures of the request.
+            Some(
+                PkiStatus::Accepted
+                | PkiStatus::GrantedWithMods
+                | PkiStatus::RevocationWarning
+                | PkiStatus::RevocationNotification,
+            ) => Ok(None),
+            Some(PkiStatus::Rejection) => Err(Error::new(
+                ErrorCode::Rejected,
+                format!("the CA rejected the revocation: {status}"),
+            )),
+            Some(PkiStatus::Waiting) => self.start_polling(NO_CERT_REQ_ID),
+            _ => Err(Error::new(
+                ErrorCode::BadMessageContent,
+                format!("unexpected status in rp: {status}"),
             )),
         }
     }
@@ -235,10 +663,13 @@ impl Transaction {
             ));
         };
         let id = int_to_i64(&resp.cert_req_id);
-        if id != Some(CERT_REQ_ID) {
+        if id != Some(self.cert_req_id) {
             return Err(Error::new(
                 ErrorCode::CertReqIdMismatch,
-                format!("response is for certReqId {id:?}, we asked with {CERT_REQ_ID}"),
+                format!(
+                    "response is for certReqId {id:?}, we asked with {}",
+                    self.cert_req_id
+                ),
             ));
         }
         let status = PeerStatus::from_status_info(&resp.status);
@@ -251,12 +682,7 @@ impl Transaction {
                     format!("the CA rejected the request: {status}"),
                 ));
             }
-            Some(PkiStatus::Waiting) => {
-                return Err(Error::new(
-                    ErrorCode::Waiting,
-                    format!("the CA asks to poll later ({status}); polling is not supported by this operation"),
-                ));
-            }
+            Some(PkiStatus::Waiting) => return self.start_polling(self.cert_req_id),
             _ => {
                 return Err(Error::new(
                     ErrorCode::BadMessageContent,
@@ -314,7 +740,7 @@ impl Transaction {
         let hash = cert_hash(&cert_der)?;
         let body = PkiBody::CertConf(vec![CertStatus {
             cert_hash: OctetString::new(hash)?,
-            cert_req_id: Int::new(&[CERT_REQ_ID as u8])?,
+            cert_req_id: int_from_i64(self.cert_req_id)?,
             status_info: cert_status,
             hash_alg: None,
         }]);
@@ -327,30 +753,30 @@ impl Transaction {
 
     /// Build and protect a request with a fresh senderNonce.
     fn build(&mut self, body: PkiBody, implicit_confirm: bool) -> Result<Vec<u8>> {
-        let creds = self.config.credentials()?;
+        let config = self.config.clone();
+        let creds = match &self.own_signer {
+            Some(_) => config.credentials.as_ref(),
+            None => Some(config.credentials()?),
+        };
         self.sender_nonce = message::random_bytes(16)?;
-        let (sender, sender_kid, default_recipient, extra_certs) = match creds {
-            Credentials::Mac { reference, .. } => {
+        let (sender, sender_kid, default_recipient, extra_certs) = match (&self.own_signer, creds) {
+            (Some(own), creds) => {
+                let chain = match creds {
+                    Some(Credentials::Signature { chain, .. }) => chain.as_slice(),
+                    _ => &[],
+                };
+                signer_header_fields(&own.cert, chain)?
+            }
+            (None, None) => unreachable!("checked above"),
+            (None, Some(Credentials::Mac { reference, .. })) => {
                 let sender = match self.subject.clone() {
                     Some(s) => GeneralName::DirectoryName(s),
                     None => message::null_dn(),
                 };
                 (sender, Some(message::octet_string(reference)?), None, None)
             }
-            Credentials::Signature { cert, chain, .. } => {
-                let parsed = x509_cert::Certificate::from_der(&cert.to_der()?)?;
-                let tbs = parsed.tbs_certificate();
-                let ski = cert.subject_key_id().map(|s| s.as_slice().to_vec());
-                let mut extra = vec![parsed.clone()];
-                for c in chain {
-                    extra.push(x509_cert::Certificate::from_der(&c.to_der()?)?);
-                }
-                (
-                    GeneralName::DirectoryName(tbs.subject().clone()),
-                    ski.map(|s| message::octet_string(&s)).transpose()?,
-                    Some(tbs.issuer().clone()),
-                    Some(extra),
-                )
+            (None, Some(Credentials::Signature { cert, chain, .. })) => {
+                signer_header_fields(cert, chain)?
             }
         };
         let recipient = self
@@ -384,7 +810,12 @@ impl Transaction {
             protection: None,
             extra_certs,
         };
-        protection::protect(&mut msg, creds.protection())?;
+        let protection = match (&self.own_signer, creds) {
+            (Some(own), _) => &own.protection,
+            (None, Some(c)) => c.protection(),
+            (None, None) => unreachable!("checked above"),
+        };
+        protection::protect(&mut msg, protection)?;
         msg.to_der()
             .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))
     }
@@ -392,7 +823,7 @@ impl Transaction {
     /// Check the protection of a response against our credentials and trust settings.
     fn verify_protection(&mut self, msg: &PkiMessage) -> Result<()> {
         match protection::protection_kind(msg) {
-            Some(ProtectionKind::Mac) => match self.config.credentials()?.mac_protection() {
+            Some(ProtectionKind::Mac) => match self.config.credentials.as_ref().and_then(|c| c.mac_protection()) {
                 Some(mac) => protection::verify_mac(msg, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
                     .map_err(|e| e.context("response protection")),
                 None => Err(Error::new(
@@ -455,6 +886,9 @@ impl Transaction {
                     ));
                 }
             }
+            if self.config.require_cmc_eku {
+                check_cmc_eku(&cert)?;
+            }
             self.peer_signer = Some(PeerSigner {
                 cert_der: cert.to_der()?,
                 public_key: cert.public_key()?,
@@ -509,6 +943,7 @@ impl Transaction {
                 .response
                 .first()
                 .map(|r| PeerStatus::from_status_info(&r.status)),
+            PkiBody::Rp(r) => r.status.first().map(PeerStatus::from_status_info),
             _ => None,
         };
         match status {
@@ -540,8 +975,77 @@ impl Transaction {
     }
 }
 
+/// sender, senderKID, default recipient and extraCerts for requests signed with `cert`.
+type SignerFields = (
+    GeneralName,
+    Option<OctetString>,
+    Option<Name>,
+    Option<Vec<x509_cert::Certificate>>,
+);
+
+fn signer_header_fields(cert: &X509, chain: &[X509]) -> Result<SignerFields> {
+    let parsed = x509_cert::Certificate::from_der(&cert.to_der()?)?;
+    let tbs = parsed.tbs_certificate();
+    let ski = cert.subject_key_id().map(|s| s.as_slice().to_vec());
+    let mut extra = vec![parsed.clone()];
+    for c in chain {
+        extra.push(x509_cert::Certificate::from_der(&c.to_der()?)?);
+    }
+    Ok((
+        GeneralName::DirectoryName(tbs.subject().clone()),
+        ski.map(|s| message::octet_string(&s)).transpose()?,
+        Some(tbs.issuer().clone()),
+        Some(extra),
+    ))
+}
+
+/// RFC 9483 §3.1 / RFC 9810: the CMP protection certificate of a CA or RA carries
+/// `id-kp-cmcCA` or `id-kp-cmcRA` in its extended key usage.
+fn check_cmc_eku(cert: &X509) -> Result<()> {
+    let parsed = x509_cert::Certificate::from_der(&cert.to_der()?)?;
+    let mut ekus = Vec::new();
+    for e in parsed
+        .tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.extn_id == oid::EXT_KEY_USAGE)
+    {
+        let eku = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes())?;
+        ekus.extend(eku.0);
+    }
+    if ekus
+        .iter()
+        .any(|o| *o == oid::KP_CMC_CA || *o == oid::KP_CMC_RA)
+    {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::MissingCmcEku,
+            format!(
+                "the response signer {} has no id-kp-cmcCA or id-kp-cmcRA extended key usage{}",
+                subject_text(cert),
+                if ekus.is_empty() {
+                    " (no extendedKeyUsage at all)".to_string()
+                } else {
+                    format!(
+                        " (it has {})",
+                        ekus.iter()
+                            .map(|o| o.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        ))
+    }
+}
+
 /// CertReqMsg for `request`, with POP by signature over the DER of the CertRequest.
-fn cert_req_msg(request: &EnrollRequest) -> Result<CertReqMsg> {
+fn cert_req_msg(
+    request: &EnrollRequest,
+    controls: Option<crmf::controls::Controls>,
+) -> Result<CertReqMsg> {
     let spki = request.key.public_key_info()?;
     let extensions = if request.sans.is_empty() {
         None
@@ -567,7 +1071,7 @@ fn cert_req_msg(request: &EnrollRequest) -> Result<CertReqMsg> {
             subject_unique_id: None,
             extensions,
         },
-        controls: None,
+        controls,
     };
     let signature = request
         .key
@@ -609,6 +1113,21 @@ fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
 
 fn ders(certs: &[x509_cert::Certificate]) -> Result<Vec<Vec<u8>>> {
     certs.iter().map(|c| Ok(c.to_der()?)).collect()
+}
+
+/// An INTEGER from an i64 (minimal two's complement, as DER wants).
+pub(crate) fn int_from_i64(v: i64) -> Result<Int> {
+    let bytes = v.to_be_bytes();
+    let mut start = 0;
+    while start < 7 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    Ok(Int::new(&bytes[start..])?)
 }
 
 /// An INTEGER as i64, if it fits.

@@ -1,11 +1,13 @@
 //! What a transaction learned from the peer.
 
+use crate::asn1::InfoTypeAndValue;
 use crate::message::PeerStatus;
+use std::time::Duration;
 
 /// The outcome of a transaction as the peer stated it.
 #[derive(Clone, Debug, Default)]
 pub struct Response {
-    /// The peer's status for our request (from ip/cp/kup or an error message), if any.
+    /// The peer's status for our request (from ip/cp/kup/rp or an error message), if any.
     pub status: Option<PeerStatus>,
     /// The newly issued certificate, DER.
     pub certificate: Option<Vec<u8>>,
@@ -23,4 +25,13 @@ pub struct Response {
     pub unprotected: bool,
     /// The transaction ID.
     pub transaction_id: Vec<u8>,
+    /// The InfoTypeAndValues of a genp, as received (see the typed helpers in
+    /// [`super::genm`] implemented on this type).
+    pub genp: Vec<InfoTypeAndValue>,
+    /// How many pollRep messages arrived (polling rounds).
+    pub poll_rounds: u32,
+    /// The sum of the `checkAfter` times of those pollReps.
+    pub requested_wait: Duration,
+    /// The `reason` texts of the last pollRep.
+    pub poll_reasons: Vec<String>,
 }
