@@ -234,3 +234,213 @@ fn cli_usage_errors_exit_2_and_help_exits_0() {
         text(&o)
     );
 }
+
+/// Signature options with the PKI's client certificate, absolute paths.
+fn sig_args(pki: &Path, cert: &str, key: &str) -> Vec<String> {
+    let p = |f: &str| pki.join(f).to_string_lossy().into_owned();
+    vec![
+        "-cert".into(),
+        p(cert),
+        "-key".into(),
+        p(key),
+        "-trusted".into(),
+        p("root.crt"),
+        "-untrusted".into(),
+        p("ca.crt"),
+    ]
+}
+
+fn run_cli(dir: &Path, cmd: &str, url: &str, sig: Vec<String>, rest: &[&str]) -> Output {
+    let mut args: Vec<String> = vec![cmd.into(), "-server".into(), url.into()];
+    args.extend(sig);
+    args.extend(rest.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    cmpkit(dir, &refs)
+}
+
+#[test]
+fn cli_cr_signed_with_a_certificate_enrolls_and_reports_polling() {
+    if !common::available_or_skip("cli_cr_signed_with_a_certificate_enrolls_and_reports_polling") {
+        return;
+    }
+    let (dir, server) = setup(&["-poll_count", "2", "-check_after", "1"]);
+    let sig = sig_args(common::pki(), "client.crt", "client.key");
+    let o = run_cli(
+        &dir,
+        "cr",
+        &server.url,
+        sig,
+        &[
+            "-newkey",
+            "dev.key",
+            "-subject",
+            "/CN=cli device",
+            "-certout",
+            "cr.crt",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("polled 1 times (the server asked to wait 1s in all)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("cr.crt")).unwrap(),
+        std::fs::read(dir.join("preset.crt")).unwrap()
+    );
+}
+
+#[test]
+fn cli_p10cr_enrolls_a_csr() {
+    if !common::available_or_skip("cli_p10cr_enrolls_a_csr") {
+        return;
+    }
+    let (dir, server) = setup(&[]);
+    let st = Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "req",
+            "-new",
+            "-key",
+            "dev.key",
+            "-subj",
+            "/CN=cli device",
+            "-out",
+            "dev.csr",
+        ])
+        .env("OPENSSL_CONF", "/dev/null")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sig = sig_args(common::pki(), "client.crt", "client.key");
+    let o = run_cli(
+        &dir,
+        "p10cr",
+        &server.url,
+        sig,
+        &["-csr", "dev.csr", "-certout", "p10.crt"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.join("p10.crt").exists());
+}
+
+#[test]
+fn cli_kur_renews_the_mock_servers_certificate_with_a_new_key() {
+    if !common::available_or_skip("cli_kur_renews_the_mock_servers_certificate_with_a_new_key") {
+        return;
+    }
+    let pki = common::pki();
+    let dir = common::new_work_dir("cli-kur");
+    let st = Command::new("sh")
+        .current_dir(&dir)
+        .arg("-c")
+        .arg(format!(
+            "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out dev.key && openssl pkey -in dev.key -pubout -out dev.pub && \
+             openssl x509 -new -subj '/CN=CMP Interop Client' -force_pubkey dev.pub -CA {p}/ca.crt -CAkey {p}/ca.key -set_serial 0x30 -days 30 -out renewed.crt",
+            p = pki.display()
+        ))
+        .env("OPENSSL_CONF", "/dev/null")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let server = MockServer::start(pki, Some(&dir.join("renewed.crt")), &[]);
+    let sig = sig_args(pki, "new.crt", "new.key");
+    let o = run_cli(
+        &dir,
+        "kur",
+        &server.url,
+        sig,
+        &["-newkey", "dev.key", "-certout", "kur.crt"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(dir.join("kur.crt")).unwrap(),
+        std::fs::read(dir.join("renewed.crt")).unwrap()
+    );
+}
+
+#[test]
+fn cli_rr_revokes_and_a_refused_revocation_exits_1() {
+    if !common::available_or_skip("cli_rr_revokes_and_a_refused_revocation_exits_1") {
+        return;
+    }
+    let pki = common::pki();
+    let dir = common::new_work_dir("cli-rr");
+    let server = MockServer::start(pki, None, &[]);
+    let o = run_cli(
+        &dir,
+        "rr",
+        &server.url,
+        sig_args(pki, "new.crt", "new.key"),
+        &["-revreason", "4"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("revoked: subject \"CN=CMP Interop Client\""),
+        "{}",
+        text(&o)
+    );
+    drop(server);
+    // The mock server only revokes the certificate it issued.
+    let server = MockServer::start(pki, None, &[]);
+    let o = run_cli(
+        &dir,
+        "rr",
+        &server.url,
+        sig_args(pki, "client.crt", "client.key"),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("server status: rejection"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn cli_genm_asks_for_key_pair_types_with_mac() {
+    if !common::available_or_skip("cli_genm_asks_for_key_pair_types_with_mac") {
+        return;
+    }
+    let pki = common::pki();
+    let dir = common::new_work_dir("cli-genm");
+    let server = MockServer::start(pki, None, &[]);
+    let secret = format!("pass:{SECRET}");
+    let o = cmpkit(
+        &dir,
+        &[
+            "genm",
+            "-server",
+            &server.url,
+            "-ref",
+            REF,
+            "-secret",
+            &secret,
+            "-recipient",
+            RECIPIENT,
+            "-infotype",
+            "signKeyPairTypes",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("genp: signKeyPairTypes (no value)"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = std::env::temp_dir();
+    for c in ["ir", "cr", "kur", "p10cr", "rr", "genm"] {
+        let o = cmpkit(&dir, &[c, "--help"]);
+        assert!(o.status.success(), "{c}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with(&format!("cmpkit {c} — ")),
+            "{c}"
+        );
+    }
+}

@@ -5,7 +5,9 @@
 //! accepted too. Exit status: 0 success, 1 the server refused (rejection, error message),
 //! 2 usage, 3 transfer failure, 4 the response failed a check, 5 local failure (files, keys).
 
-use cmpkit::client::{execute, ClientConfig, Credentials, EnrollRequest, Transaction, Transfer};
+use cmpkit::client::{
+    execute, genm, ClientConfig, Credentials, EnrollRequest, Operation, Transaction, Transfer,
+};
 use cmpkit::crypto::cert::parse_pem_or_der;
 use cmpkit::crypto::{KeyType, SoftwareKey, TrustStore};
 use cmpkit::message::parse_name;
@@ -24,21 +26,25 @@ cmpkit — Certificate Management Protocol (RFC 9810) client
 Usage: cmpkit <command> [options]
 
 Commands:
-  ir        initial registration: enroll a (new) key with a shared secret or a certificate
+  ir        initial registration: enroll a (new) key, usually with a shared secret
+  cr        certification request: enroll a (new) key, signed with an existing certificate
+  kur       key update: renew a certificate with a new key
+  p10cr     enroll a PKCS#10 CSR
+  rr        revoke a certificate
+  genm      ask the CA: CA certificates, root CA update, request template, key types
   help      show this text, or `cmpkit help <command>`
 
 Run `cmpkit <command> --help` for the options of a command.
 ";
 
-const IR_HELP: &str = "\
-cmpkit ir — enroll a key (initialization request), then confirm the certificate
-
+const COMMON_HELP: &str = "\
 Transfer (one of):
   -server URL           http://host[:port]/path of the CMP server (RFC 9811)
   -reqout DIR           store-and-forward: write each request as DIR/req-N.der and wait
                         for the answer in DIR/rsp-N.der (see -rsp_wait)
   -rsp_wait SECONDS     how long to wait for each response file (default 300)
   -msg_timeout SECONDS  HTTP timeout per message (default 30)
+  -total_timeout SECS   overall deadline while polling (default 300)
 
 Authentication (one of):
   -ref VALUE            reference (senderKID) of the shared secret
@@ -53,7 +59,10 @@ Trust (for signed responses):
   -srvcert FILE         pin the server's certificate
   -recipient DN         recipient name, e.g. /CN=My CA
   -unprotected_errors   report the content of unprotected error answers
+  -quiet                print only errors
+";
 
+const ENROLL_HELP: &str = "\
 What to ask for:
   -newkey FILE          the key to certify (PEM/DER); generated if FILE does not exist
   -newkeytype TYPE      type of a generated key: ec (P-256, default), ec384, ec521,
@@ -68,8 +77,33 @@ Output:
   -keyout FILE          the new key, if generated (PEM, mode 0600); default: -newkey FILE
   -cacertsout FILE      caPubs (PEM)
   -extracertsout FILE   extraCerts of the response (PEM)
-  -quiet                print only errors
 ";
+
+/// Per-command help: a summary line, the command's own options, then the common ones.
+fn help(cmd: &str) -> Option<String> {
+    let (summary, own) = match cmd {
+        "ir" => ("enroll a key (initialization request), then confirm the certificate", ENROLL_HELP),
+        "cr" => ("enroll a key (certification request), signed with -cert/-key", ENROLL_HELP),
+        "kur" => (
+            "renew a certificate with a new key (key update request)",
+            "Old certificate:\n  -oldcert FILE         the certificate to update (default: -cert); the\n                        request is signed with -cert/-key\n\n",
+        ),
+        "p10cr" => ("enroll a PKCS#10 CSR", "CSR:\n  -csr FILE             the PKCS#10 request (PEM or DER)\n  -certout FILE         the new certificate (PEM)\n\n"),
+        "rr" => (
+            "revoke a certificate",
+            "Certificate:\n  -oldcert FILE         the certificate to revoke (default: -cert)\n  -revreason N          CRLReason: 0 unspecified, 1 keyCompromise, 3 affiliationChanged,\n                        4 superseded, 5 cessationOfOperation, ... (default: none)\n\n",
+        ),
+        "genm" => (
+            "ask the CA for information (general message)",
+            "Question:\n  -infotype NAME        caCerts, rootCaCert (with -oldroot), certReqTemplate,\n                        signKeyPairTypes (default caCerts)\n  -oldroot FILE         our current root certificate, for rootCaCert\n  -certout FILE         caCerts / new root certificate (PEM)\n\n",
+        ),
+        _ => return None,
+    };
+    let extra = if cmd == "kur" { ENROLL_HELP } else { "" };
+    Some(format!(
+        "cmpkit {cmd} — {summary}\n\n{own}{extra}{COMMON_HELP}"
+    ))
+}
 
 /// Command-line failure: exit status and message.
 struct Fail(u8, String);
@@ -321,6 +355,7 @@ const COMMON_VALUED: &[&str] = &[
     "reqout",
     "rsp_wait",
     "msg_timeout",
+    "total_timeout",
     "ref",
     "secret",
     "mac",
@@ -332,37 +367,49 @@ const COMMON_VALUED: &[&str] = &[
     "recipient",
 ];
 const COMMON_FLAGS: &[&str] = &["unprotected_errors", "quiet", "help", "h"];
+const ENROLL_VALUED: &[&str] = &[
+    "newkey",
+    "newkeytype",
+    "subject",
+    "san",
+    "certout",
+    "keyout",
+    "cacertsout",
+    "extracertsout",
+];
 
-fn cmd_ir(args: &[String]) -> Result<(), Fail> {
-    let valued: Vec<&str> = COMMON_VALUED
-        .iter()
-        .copied()
-        .chain([
-            "newkey",
-            "newkeytype",
-            "subject",
-            "san",
-            "certout",
-            "keyout",
-            "cacertsout",
-            "extracertsout",
-        ])
-        .collect();
-    let flags: Vec<&str> = COMMON_FLAGS
-        .iter()
-        .copied()
-        .chain(["implicit_confirm"])
-        .collect();
-    let o = Opts::parse(args, &flags, &valued)?;
-    if o.flag("help") || o.flag("h") {
-        print!("{IR_HELP}");
-        return Ok(());
+/// The options each command takes besides the common ones: (valued, flags).
+fn command_options(cmd: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    let (mut v, mut f): (Vec<&str>, Vec<&str>) = (COMMON_VALUED.to_vec(), COMMON_FLAGS.to_vec());
+    match cmd {
+        "ir" | "cr" | "kur" => {
+            v.extend(ENROLL_VALUED);
+            f.push("implicit_confirm");
+            if cmd == "kur" {
+                v.push("oldcert");
+            }
+        }
+        "p10cr" => {
+            v.extend(["csr", "certout", "cacertsout", "extracertsout"]);
+            f.push("implicit_confirm");
+        }
+        "rr" => v.extend(["oldcert", "revreason"]),
+        "genm" => v.extend(["infotype", "oldroot", "certout"]),
+        _ => {}
     }
-    let quiet = o.flag("quiet");
-    let certout = o
-        .get("certout")
-        .ok_or_else(|| usage("-certout FILE is required"))?;
-    let config = client_config(&o)?;
+    (v, f)
+}
+
+/// A certificate from a file (the first one of a PEM file).
+fn cert_file(path: &str) -> Result<openssl::x509::X509, Fail> {
+    Ok(parse_pem_or_der(&read(path)?)?.remove(0))
+}
+
+/// The new key and the enrollment request from -newkey/-newkeytype/-subject/-san.
+fn enroll_request(
+    o: &Opts,
+    need_name: bool,
+) -> Result<(EnrollRequest, Arc<SoftwareKey>, bool), Fail> {
     let (key, generated) = match o.get("newkey") {
         Some(p) if std::path::Path::new(p).exists() => {
             (SoftwareKey::from_pem_or_der(&read(p)?)?, false)
@@ -379,24 +426,115 @@ fn cmd_ir(args: &[String]) -> Result<(), Fail> {
         .map(|s| san(s))
         .collect::<Result<Vec<_>, _>>()?;
     let subject = o.get("subject").map(parse_name).transpose()?;
-    if subject.is_none() && sans.is_empty() {
+    if need_name && subject.is_none() && sans.is_empty() {
         return Err(usage("give -subject and/or -san"));
     }
-    let mut transfer = transfer(&o)?;
-    let mut tx = Transaction::start_ir(
-        Arc::new(config),
+    Ok((
         EnrollRequest {
             subject,
             sans,
             key: key.clone(),
         },
-    )?;
+        key,
+        generated,
+    ))
+}
+
+/// Run one command: parse its options, build the operation, execute, write the results.
+fn run_command(cmd: &str, args: &[String]) -> Result<(), Fail> {
+    let (valued, flags) = command_options(cmd);
+    let o = Opts::parse(args, &flags, &valued)?;
+    if o.flag("help") || o.flag("h") {
+        print!("{}", help(cmd).unwrap_or_default());
+        return Ok(());
+    }
+    let quiet = o.flag("quiet");
+    let mut config = client_config(&o)?;
+    if let Some(t) = o.get("total_timeout") {
+        config.polling_deadline = Duration::from_secs(
+            t.parse()
+                .map_err(|_| usage("-total_timeout takes seconds"))?,
+        );
+    }
+    let mut new_key = None;
+    let operation = match cmd {
+        "ir" | "cr" => {
+            let (req, key, generated) = enroll_request(&o, true)?;
+            new_key = Some((key, generated));
+            if cmd == "ir" {
+                Operation::Ir(req)
+            } else {
+                Operation::Cr(req)
+            }
+        }
+        "kur" => {
+            let old = o
+                .get("oldcert")
+                .or(o.get("cert"))
+                .ok_or_else(|| usage("kur needs -oldcert or -cert"))?;
+            let (request, key, generated) = enroll_request(&o, false)?;
+            new_key = Some((key, generated));
+            Operation::Kur {
+                request,
+                old_cert: cert_file(old)?,
+                old_key: None,
+            }
+        }
+        "p10cr" => {
+            let csr = read(o.get("csr").ok_or_else(|| usage("p10cr needs -csr FILE"))?)?;
+            let csr_der = if csr.trim_ascii_start().starts_with(b"-----BEGIN") {
+                openssl::x509::X509Req::from_pem(&csr)
+                    .and_then(|r| r.to_der())
+                    .map_err(|e| local(format!("CSR: {e}")))?
+            } else {
+                csr
+            };
+            Operation::P10cr { csr_der }
+        }
+        "rr" => {
+            let cert = o
+                .get("oldcert")
+                .or(o.get("cert"))
+                .ok_or_else(|| usage("rr needs -oldcert or -cert"))?;
+            let reason = o
+                .get("revreason")
+                .map(|r| r.parse::<u8>())
+                .transpose()
+                .map_err(|_| usage("-revreason takes a number"))?;
+            Operation::Rr {
+                cert: cert_file(cert)?,
+                reason,
+                key: None,
+            }
+        }
+        "genm" => {
+            let itav = match o.get("infotype").unwrap_or("caCerts") {
+                "caCerts" => genm::ca_certs_request(),
+                "rootCaCert" => genm::root_ca_key_update_request(
+                    o.get("oldroot").map(cert_file).transpose()?.as_ref(),
+                )?,
+                "certReqTemplate" => genm::cert_req_template_request(),
+                "signKeyPairTypes" => genm::sign_key_pair_types_request(),
+                t => return Err(usage(format!("unknown -infotype {t}"))),
+            };
+            Operation::Genm(vec![itav])
+        }
+        c => return Err(usage(format!("unknown command {c:?}; see `cmpkit help`"))),
+    };
+    let mut transfer = transfer(&o)?;
+    let mut tx = Transaction::start(Arc::new(config), operation)?;
     let outcome = execute(&mut tx, transfer.as_mut());
     let r = tx.response();
-    if let Some(s) = &r.status {
+    if r.poll_rounds > 0 && !quiet {
+        eprintln!(
+            "polled {} times (the server asked to wait {:?} in all)",
+            r.poll_rounds, r.requested_wait
+        );
+    }
+    if let Some(st) = &r.status {
         if !quiet || outcome.is_err() {
             eprintln!(
-                "server status: {s}{}",
+                "server status: {st}{}",
                 if r.unprotected {
                     " (unprotected, not authenticated)"
                 } else {
@@ -406,20 +544,28 @@ fn cmd_ir(args: &[String]) -> Result<(), Fail> {
         }
     }
     outcome?;
-    let cert_der = r
-        .certificate
-        .as_deref()
-        .ok_or_else(|| local("no certificate"))?;
-    let cert =
-        openssl::x509::X509::from_der(cert_der).map_err(|e| local(format!("certificate: {e}")))?;
-    write(
-        certout,
-        &cert.to_pem().map_err(|e| local(e.to_string()))?,
-        false,
-    )?;
-    if generated {
-        if let Some(p) = o.get("keyout").or(o.get("newkey")) {
-            write(p, &key.to_pkcs8_pem()?, true)?;
+    if let Some(der) = r.certificate.as_deref() {
+        let cert =
+            openssl::x509::X509::from_der(der).map_err(|e| local(format!("certificate: {e}")))?;
+        let certout = o
+            .get("certout")
+            .ok_or_else(|| usage("-certout FILE is required"))?;
+        write(
+            certout,
+            &cert.to_pem().map_err(|e| local(e.to_string()))?,
+            false,
+        )?;
+        if let Some((key, true)) = &new_key {
+            if let Some(p) = o.get("keyout").or(o.get("newkey")) {
+                write(p, &key.to_pkcs8_pem()?, true)?;
+            }
+        }
+        if !quiet {
+            println!("enrolled: {}", describe_cert(&cert));
+            if r.implicit_confirm_granted {
+                println!("implicit confirmation granted (no certConf sent)");
+            }
+            println!("certificate written to {certout}");
         }
     }
     if let Some(p) = o.get("cacertsout") {
@@ -428,12 +574,68 @@ fn cmd_ir(args: &[String]) -> Result<(), Fail> {
     if let Some(p) = o.get("extracertsout") {
         write(p, &pem_all(&r.extra_certs)?, false)?;
     }
-    if !quiet {
-        println!("enrolled: {}", describe_cert(&cert));
-        if r.implicit_confirm_granted {
-            println!("implicit confirmation granted (no certConf sent)");
+    match cmd {
+        "rr" if !quiet => println!(
+            "revoked: {}",
+            describe_cert(&cert_file(
+                o.get("oldcert").or(o.get("cert")).unwrap_or_default()
+            )?)
+        ),
+        "genm" => print_genp(&o, r, quiet)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Show (and write, with -certout) what a genp answered.
+fn print_genp(o: &Opts, r: &cmpkit::client::Response, quiet: bool) -> Result<(), Fail> {
+    let mut certs = r.ca_certs()?.unwrap_or_default();
+    if let Some(old) = o.get("oldroot") {
+        if let Some(u) = r.root_ca_key_update(&cert_file(old)?)? {
+            println!("new root CA certificate verified against the old root");
+            certs = vec![u.new_with_new];
         }
-        println!("certificate written to {certout}");
+    }
+    if let Some(t) = r.sign_key_pair_types()? {
+        println!(
+            "key pair types: {}",
+            t.iter()
+                .map(|a| a.oid.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(t) = r.cert_req_template()? {
+        println!(
+            "certificate request template: subject {:?}",
+            t.cert_template.subject.as_ref().map(|n| n.to_string())
+        );
+    }
+    for itav in &r.genp {
+        if !quiet {
+            println!(
+                "genp: {} ({})",
+                cmpkit::asn1::genm::info_type_name(&itav.oid)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| itav.oid.to_string()),
+                if itav.value.is_some() {
+                    "with value"
+                } else {
+                    "no value"
+                }
+            );
+        }
+    }
+    if !certs.is_empty() {
+        for c in &certs {
+            println!(
+                "CA certificate: {}",
+                describe_cert(&openssl::x509::X509::from_der(c).map_err(|e| local(e.to_string()))?)
+            );
+        }
+        if let Some(p) = o.get("certout") {
+            write(p, &pem_all(&certs)?, false)?;
+        }
     }
     Ok(())
 }
@@ -456,19 +658,16 @@ fn describe_cert(c: &openssl::x509::X509) -> String {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("ir") => cmd_ir(&args[1..]),
         Some("help") | Some("-h") | Some("--help") | None => {
-            match args.get(1).map(String::as_str) {
-                Some("ir") => {
-                    print!("{IR_HELP}");
-                    Ok(())
-                }
-                _ => {
-                    print!("{USAGE}");
-                    Ok(())
-                }
-            }
+            print!(
+                "{}",
+                args.get(1)
+                    .and_then(|c| help(c))
+                    .unwrap_or_else(|| USAGE.to_owned())
+            );
+            Ok(())
         }
+        Some(c) if help(c).is_some() => run_command(c, &args[1..]),
         Some(c) => Err(usage(format!("unknown command {c:?}; see `cmpkit help`"))),
     };
     match result {
