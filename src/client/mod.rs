@@ -6,6 +6,7 @@ mod enroll;
 mod response;
 
 pub use config::{ClientConfig, Credentials};
+pub(crate) use enroll::cert_hash;
 pub use enroll::{EnrollRequest, Transaction};
 pub use response::Response;
 
