@@ -342,7 +342,7 @@ enum Auth {
     Mac {
         /// The secret with exactly the request's parameters; its cache holds the key derived
         /// while verifying, so protecting the response derives nothing.
-        protection: Protection,
+        protection: Box<Protection>,
         sender_kid: Vec<u8>,
     },
     Signature,
@@ -519,7 +519,7 @@ impl Server {
                 })?;
                 Ok(Authenticated {
                     auth: Auth::Mac {
-                        protection: Protection::Mac(mac),
+                        protection: Box::new(Protection::Mac(mac)),
                         sender_kid: kid.to_vec(),
                     },
                     requester: Requester::Mac {

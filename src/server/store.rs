@@ -38,11 +38,14 @@ pub trait TransactionStore: Send + Sync {
     fn remove(&self, id: &[u8]) -> Result<()>;
 }
 
+/// Records by transactionID, with their expiry.
+type Records = HashMap<Vec<u8>, (Vec<u8>, SystemTime)>;
+
 /// An in-process [`TransactionStore`]: a `Mutex<HashMap>` whose expired records are swept on
 /// insertion. Holds at most [`MemoryStore::DEFAULT_CAPACITY`] live records by default.
 #[derive(Debug)]
 pub struct MemoryStore {
-    map: Mutex<HashMap<Vec<u8>, (Vec<u8>, SystemTime)>>,
+    map: Mutex<Records>,
     capacity: usize,
 }
 
@@ -69,7 +72,7 @@ impl MemoryStore {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (Vec<u8>, SystemTime)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
         // Every operation leaves the map consistent, so a poisoned lock is still usable.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
