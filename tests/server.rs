@@ -752,3 +752,155 @@ fn concurrent_enrollments_from_several_threads() {
     }
     assert_eq!(e.ca.issued().iter().filter(|c| c.confirmed).count(), 4);
 }
+
+#[test]
+fn rejected_request_leaves_no_trace() {
+    let e = env();
+    // The demo CA refuses a request without subject.
+    let key = new_key();
+    let req = EnrollRequest {
+        subject: None,
+        sans: Vec::new(),
+        key,
+    };
+    let mut tx = Transaction::start_ir(Arc::new(mac_client(SECRET, REF)), req).unwrap();
+    let s = e.server.clone();
+    let r = execute(&mut tx, &mut |r: &[u8]| Ok(s.process(r)));
+    assert_eq!(r.unwrap_err().code, ErrorCode::Rejected);
+    let st = tx.response().status.clone().unwrap();
+    assert_eq!(st.fail_info, 1 << fi::BAD_CERT_TEMPLATE, "{st}");
+    assert_no_trace(&e);
+}
+
+#[test]
+fn message_time_outside_the_window_is_bad_time() {
+    let e = env_with(
+        |_, _| None,
+        |c| c.max_clock_skew = Some(Duration::from_secs(60)),
+    );
+    let (_tx, ir) = client_ir(&e);
+    let mut m = parse(&ir);
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    m.header.message_time = Some(der::asn1::GeneralizedTime::from_system_time(old).unwrap());
+    remac(&mut m, SECRET);
+    let rsp = expect_error(&e.server.process(&m.to_der().unwrap()), fi::BAD_TIME);
+    assert_mac_protected(&rsp, SECRET);
+    assert_no_trace(&e);
+    // In the window: served.
+    let rsp = parse(&e.server.process(&ir));
+    assert!(matches!(rsp.body, PkiBody::Ip(_)), "{}", rsp.body.name());
+}
+
+/// The client's ir turned into another CRMF body (cr, kur), re-protected.
+fn as_body(ir: &[u8], make: fn(cmpkit::asn1::CertReqMessages) -> PkiBody) -> PkiMessage {
+    let mut m = parse(ir);
+    let PkiBody::Ir(msgs) = m.body else {
+        unreachable!()
+    };
+    m.body = make(msgs);
+    remac(&mut m, SECRET);
+    m
+}
+
+fn cert_conf_for(rsp: &PkiMessage, cert_der: &[u8], id: i64) -> Vec<u8> {
+    let tid = rsp
+        .header
+        .transaction_id
+        .as_ref()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    mac_message(
+        PkiBody::CertConf(vec![CertStatus {
+            cert_hash: OctetString::new(openssl::sha::sha256(cert_der).to_vec()).unwrap(),
+            cert_req_id: Int::try_from(id).unwrap(),
+            status_info: None,
+            hash_alg: None,
+        }]),
+        &tid,
+        Some(&sender_nonce(rsp)),
+    )
+}
+
+fn issued_cert(rep: &cmpkit::asn1::CertRepMessage) -> Vec<u8> {
+    match rep.response[0]
+        .certified_key_pair
+        .as_ref()
+        .map(|k| &k.cert_or_enc_cert)
+    {
+        Some(cmpkit::asn1::CertOrEncCert::Certificate(c)) => c.to_der().unwrap(),
+        _ => panic!("no certificate: {:?}", rep.response[0].status),
+    }
+}
+
+#[test]
+fn cr_and_kur_get_cp_and_kup() {
+    let e = env();
+    for (make, expect) in [
+        (PkiBody::Cr as fn(_) -> _, "cp"),
+        (PkiBody::Kur as fn(_) -> _, "kup"),
+    ] {
+        let (_tx, ir) = client_ir(&e);
+        let req = as_body(&ir, make);
+        let rsp = parse(&e.server.process(&req.to_der().unwrap()));
+        assert_eq!(rsp.body.name(), expect);
+        let (PkiBody::Cp(rep) | PkiBody::Kup(rep)) = &rsp.body else {
+            unreachable!()
+        };
+        assert!(rep.ca_pubs.is_none(), "caPubs only for ir");
+        let cert = issued_cert(rep);
+        let conf = parse(&e.server.process(&cert_conf_for(&rsp, &cert, 0)));
+        assert!(
+            matches!(conf.body, PkiBody::PkiConf(_)),
+            "{}",
+            conf.body.name()
+        );
+    }
+    assert_eq!(e.ca.issued().iter().filter(|c| c.confirmed).count(), 2);
+}
+
+#[test]
+fn p10cr_gets_cp_with_cert_req_id_minus_one_and_a_tampered_csr_is_bad_pop() {
+    use openssl::x509::{X509NameBuilder, X509ReqBuilder};
+    let e = env();
+    let key = openssl::pkey::PKey::ec_gen("prime256v1").unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "p10 device").unwrap();
+    let mut b = X509ReqBuilder::new().unwrap();
+    b.set_subject_name(&name.build()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let csr_der = b.build().to_der().unwrap();
+    let csr = x509_cert::request::CertReq::from_der(&csr_der).unwrap();
+
+    let req = mac_message(
+        PkiBody::P10cr(Box::new(csr.clone())),
+        b"p10-transaction",
+        None,
+    );
+    let rsp = parse(&e.server.process(&req));
+    let PkiBody::Cp(rep) = &rsp.body else {
+        panic!("{}", rsp.body.name())
+    };
+    assert_eq!(rep.response[0].cert_req_id, Int::try_from(-1i64).unwrap());
+    let cert = issued_cert(rep);
+    let conf = parse(&e.server.process(&cert_conf_for(&rsp, &cert, -1)));
+    assert!(
+        matches!(conf.body, PkiBody::PkiConf(_)),
+        "{}",
+        conf.body.name()
+    );
+    let x = X509::from_der(&cert).unwrap();
+    assert!(x.public_key().unwrap().public_eq(&key));
+
+    let e = env();
+    let mut bad = csr;
+    let mut sig = bad.signature.raw_bytes().to_vec();
+    let last = sig.len() - 1;
+    sig[last] ^= 1;
+    bad.signature = BitString::from_bytes(&sig).unwrap();
+    let req = mac_message(PkiBody::P10cr(Box::new(bad)), b"p10-transaction", None);
+    expect_error(&e.server.process(&req), fi::BAD_POP);
+    assert_no_trace(&e);
+}
