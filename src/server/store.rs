@@ -38,11 +38,14 @@ pub trait TransactionStore: Send + Sync {
     fn remove(&self, id: &[u8]) -> Result<()>;
 }
 
+/// The default cap on the live records of a [`MemoryStore`].
+pub const DEFAULT_STORE_CAPACITY: usize = 100_000;
+
 /// Records by transactionID, with their expiry.
 type Records = HashMap<Vec<u8>, (Vec<u8>, SystemTime)>;
 
 /// An in-process [`TransactionStore`]: a `Mutex<HashMap>` whose expired records are swept on
-/// insertion. Holds at most [`MemoryStore::DEFAULT_CAPACITY`] live records by default.
+/// insertion. Holds at most [`DEFAULT_STORE_CAPACITY`] live records by default.
 #[derive(Debug)]
 pub struct MemoryStore {
     map: Mutex<Records>,
@@ -51,14 +54,11 @@ pub struct MemoryStore {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self::with_capacity(Self::DEFAULT_CAPACITY)
+        Self::with_capacity(DEFAULT_STORE_CAPACITY)
     }
 }
 
 impl MemoryStore {
-    /// The default cap on live records.
-    pub const DEFAULT_CAPACITY: usize = 100_000;
-
     /// An empty store with the default capacity.
     pub fn new() -> Self {
         Self::default()
