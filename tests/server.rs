@@ -292,11 +292,13 @@ struct Delayed {
     ca: Arc<DemoCa>,
     waits: AtomicU32,
     asked: AtomicU32,
+    polls_seen: std::sync::Mutex<Vec<u32>>,
 }
 
 impl CaHandler for Delayed {
     fn certificate_request(&self, req: &CertRequestInfo) -> Decision {
         self.asked.fetch_add(1, Ordering::SeqCst);
+        self.polls_seen.lock().unwrap().push(req.polls);
         if self
             .waits
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| w.checked_sub(1))
@@ -337,6 +339,7 @@ fn waiting_twice_then_issued_through_polling() {
                 ca: ca.clone(),
                 waits: AtomicU32::new(2),
                 asked: AtomicU32::new(0),
+                polls_seen: Default::default(),
             });
             let _ = d2.set(d.clone());
             Some(d as Arc<dyn CaHandler>)
@@ -384,7 +387,9 @@ fn waiting_twice_then_issued_through_polling() {
     else {
         panic!("no certificate")
     };
-    assert_eq!(delayed.get().unwrap().asked.load(Ordering::SeqCst), 3);
+    let d = delayed.get().unwrap();
+    assert_eq!(d.asked.load(Ordering::SeqCst), 3);
+    assert_eq!(*d.polls_seen.lock().unwrap(), [0, 1, 2]);
     assert_eq!(record(&e, &tid).state(), RecordState::AwaitingConfirm);
 
     // certConf -> pkiConf
@@ -417,6 +422,7 @@ fn poll_req_with_wrong_recip_nonce_is_bad_recipient_nonce_and_ends_the_transacti
                 ca: ca.clone(),
                 waits: AtomicU32::new(5),
                 asked: AtomicU32::new(0),
+                polls_seen: Default::default(),
             }) as Arc<dyn CaHandler>)
         },
         |_| {},

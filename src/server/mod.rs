@@ -171,7 +171,7 @@ pub struct CertRequestInfo {
     pub requester: Requester,
     /// Whether the client asked for implicit confirmation.
     pub implicit_confirm_requested: bool,
-    /// 0 when asked about the request itself, 1 when asked again on a pollReq.
+    /// 0 when asked about the request itself, n when asked again on the n-th pollReq.
     pub polls: u32,
 }
 
@@ -1192,11 +1192,16 @@ impl Server {
                 PkiBody::P10cr(_) => RequestKind::P10cr,
                 _ => return Err(internal("stored request", "not a certificate request")),
             };
-            let info = self.request_info(kind, &original, tid, &a.requester, 1)?;
+            let polls = rec.polls.saturating_add(1);
+            let info = self.request_info(kind, &original, tid, &a.requester, polls)?;
             let decision = self.ask("certificate request", || {
                 self.handler.certificate_request(&info)
             })?;
-            self.answer_decision(decision, &info, msg, &a.auth, tid, &raw, rec.clone())
+            let next = TransactionRecord {
+                polls,
+                ..rec.clone()
+            };
+            self.answer_decision(decision, &info, msg, &a.auth, tid, &raw, next)
         })();
         if r.is_err() {
             self.abort(tid, &rec);
@@ -1449,7 +1454,11 @@ impl Server {
         } else if let (true, Some(s), Some(certs)) = (sign, &self.config.signer, &self.signer_certs)
         {
             let mut all = certs.extra.clone();
-            all.append(&mut extra);
+            for c in extra {
+                if !all.contains(&c) {
+                    all.push(c);
+                }
+            }
             extra = all;
             protection::protect(&mut msg, &Protection::Signature(s.key.clone()))?;
         }
@@ -1524,6 +1533,79 @@ mod tests {
         let s = message::PeerStatus::from_status_info(&e.pki_status_info);
         assert_eq!(s.fail_info, 1 << fi::SYSTEM_FAILURE);
         assert_eq!(s.texts, ["internal error"]);
+    }
+
+    struct NoCa;
+
+    impl CaHandler for NoCa {
+        fn certificate_request(&self, _: &CertRequestInfo) -> Decision {
+            Decision::Waiting
+        }
+        fn cert_confirm(&self, _: &[u8], _: &[u8], _: bool) {}
+        fn revoke(&self, _: &RevocationRequest) -> Result<(), Rejection> {
+            Ok(())
+        }
+        fn general_message(&self, _: &[InfoTypeAndValue], _: &Requester) -> Vec<InfoTypeAndValue> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn mac_key_is_derived_once_for_request_and_response() {
+        let server = Server::new(
+            ServerConfig {
+                secrets: Some(Arc::new(|_: &[u8]| Some(b"s3cret".to_vec()))),
+                ..ServerConfig::default()
+            },
+            Arc::new(NoCa),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        let mut msg = PkiMessage {
+            header: PkiHeader {
+                pvno: 2,
+                sender: message::null_dn(),
+                recipient: message::null_dn(),
+                message_time: None,
+                protection_alg: None,
+                sender_kid: Some(message::octet_string(b"kid").unwrap()),
+                recip_kid: None,
+                transaction_id: Some(message::octet_string(&[1; 16]).unwrap()),
+                sender_nonce: Some(message::octet_string(&[2; 16]).unwrap()),
+                recip_nonce: None,
+                free_text: None,
+                general_info: None,
+            },
+            body: PkiBody::Genm(Vec::new()),
+            protection: None,
+            extra_certs: None,
+        };
+        let p = Protection::Mac(MacProtection::new(
+            b"s3cret".to_vec(),
+            MacParams::Pbmac1(Default::default()),
+        ));
+        protection::protect(&mut msg, &p).unwrap();
+        let a = server.authenticate(&msg).unwrap();
+        let rsp = server
+            .response(
+                &msg,
+                &a.auth,
+                PkiBody::PkiConf(der::asn1::Null),
+                None,
+                vec![3; 16],
+                Vec::new(),
+            )
+            .unwrap();
+        let Auth::Mac { protection, .. } = &a.auth else {
+            panic!("not MAC")
+        };
+        let Protection::Mac(m) = protection.as_ref() else {
+            panic!("not MAC")
+        };
+        assert_eq!(m.cache.derivations(), 1);
+        let rsp = PkiMessage::from_der(&rsp).unwrap();
+        assert_eq!(rsp.header.protection_alg, msg.header.protection_alg);
+        protection::verify_mac(&rsp, b"s3cret", &MacLimits::default(), None).unwrap();
     }
 
     #[test]

@@ -198,6 +198,8 @@ pub struct TransactionRecord {
     pub implicit_confirm: bool,
     /// The certReqId of the request (-1 for p10cr).
     pub cert_req_id: i64,
+    /// How many pollReqs were answered so far.
+    pub polls: u32,
     /// The senderNonce of our last response: the next request's recipNonce must equal it.
     pub our_nonce: Vec<u8>,
     /// Who authenticated the request that opened the transaction (see
@@ -217,8 +219,8 @@ impl TransactionRecord {
         self.state.unwrap_or(RecordState::InProgress)
     }
 
-    /// Serialize: version, state, type, flag, certReqId (8 octets), then four
-    /// length-prefixed (4 octets, big-endian) byte fields.
+    /// Serialize: version, state, type, flag, certReqId (8 octets), polls (4 octets), then
+    /// four length-prefixed (4 octets, big-endian) byte fields.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = vec![
             RECORD_VERSION,
@@ -227,6 +229,7 @@ impl TransactionRecord {
             self.implicit_confirm as u8,
         ];
         v.extend_from_slice(&self.cert_req_id.to_be_bytes());
+        v.extend_from_slice(&self.polls.to_be_bytes());
         for f in [&self.our_nonce, &self.requester, &self.cert, &self.request] {
             v.extend_from_slice(&(f.len() as u32).to_be_bytes());
             v.extend_from_slice(f);
@@ -237,13 +240,14 @@ impl TransactionRecord {
     /// Parse bytes made by [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let bad = || Error::new(ErrorCode::Internal, "corrupt transaction record");
-        if b.len() < 12 || b[0] != RECORD_VERSION {
+        if b.len() < 16 || b[0] != RECORD_VERSION {
             return Err(bad());
         }
         let state = RecordState::from_u8(b[1]).ok_or_else(bad)?;
         let mut id = [0u8; 8];
         id.copy_from_slice(&b[4..12]);
-        let mut rest = &b[12..];
+        let polls = u32::from_be_bytes([b[12], b[13], b[14], b[15]]);
+        let mut rest = &b[16..];
         let mut fields: Vec<Vec<u8>> = Vec::with_capacity(4);
         for _ in 0..4 {
             if rest.len() < 4 {
@@ -269,6 +273,7 @@ impl TransactionRecord {
             request_type: b[2],
             implicit_confirm: b[3] != 0,
             cert_req_id: i64::from_be_bytes(id),
+            polls,
             our_nonce,
             requester,
             cert,
@@ -289,6 +294,7 @@ mod tests {
             request_type: 4,
             implicit_confirm: true,
             cert_req_id: -1,
+            polls: 2,
             our_nonce: vec![1; 16],
             requester: b"mac:ref".to_vec(),
             cert: vec![],
