@@ -36,7 +36,21 @@
 //! anyone an offline dictionary attack on the shared secret.
 //!
 //! The CA's decisions come from a [`CaHandler`]; open transactions live in a
-//! [`TransactionStore`] ([`MemoryStore`] by default).
+//! [`TransactionStore`] ([`MemoryStore`] by default). Transaction rules:
+//! - a request that fails a check, or that the CA rejects, leaves no record; the CA's
+//!   rejection is answered in the certificate response (status rejection, RFC 9810 §5.3.4),
+//!   failed checks with an error message;
+//! - once a certConf or pollReq has been authenticated and matched to its requester's
+//!   transaction, a failed check ends the transaction (the record is removed and the CA told
+//!   that its certificate is not confirmed);
+//! - an error message from the client ends its transaction and is answered with pkiConf
+//!   (RFC 9810 §5.3.21);
+//! - a successfully finished transaction leaves a `Finished` record until it expires, so
+//!   its transactionID cannot be reused.
+//!
+//! The `signerNotTrusted` answer to an unknown senderKID tells a client (authenticated or
+//! not) that the reference does not exist; servers that must not reveal this can map it to
+//! `badMessageCheck` in their front end.
 
 pub mod demo_ca;
 pub mod store;
@@ -268,7 +282,8 @@ pub struct ServerConfig {
     pub secrets: Option<Arc<dyn SecretLookup>>,
     /// The sender name of MAC-protected responses (default: the signer's subject, else NULL-DN).
     pub mac_sender: Option<Name>,
-    /// Trust anchors for signature-protected requests; `None`: signatures not accepted.
+    /// Trust anchors for signature-protected requests; `None` (or no `signer`): signature
+    /// protection not accepted.
     pub trust: Option<TrustStore>,
     /// Intermediate certificates that may complete a requester's chain.
     pub untrusted: Vec<X509>,
@@ -528,7 +543,8 @@ impl Server {
                 })
             }
             Some(ProtectionKind::Signature) => {
-                let Some(trust) = &self.config.trust else {
+                let (Some(trust), Some(_)) = (&self.config.trust, &self.config.signer) else {
+                    // Without a signing key the response could not be protected like the request.
                     return Err(Failure::new(
                         fi::WRONG_INTEGRITY,
                         "protection check: this server does not accept signature protection",
