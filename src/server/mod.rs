@@ -49,8 +49,9 @@
 //!   its transactionID cannot be reused.
 //!
 //! The `signerNotTrusted` answer to an unknown senderKID tells a client (authenticated or
-//! not) that the reference does not exist; servers that must not reveal this can map it to
-//! `badMessageCheck` in their front end.
+//! not) that the reference does not exist (RFC 9810 §5.2.3: "the signer of the message is
+//! unknown or not trusted"); answering `badMessageCheck` instead, to hide which references
+//! exist, is not configurable yet.
 
 pub mod demo_ca;
 pub mod store;
