@@ -13,6 +13,7 @@ pub mod error;
 pub mod ffi;
 pub mod message;
 pub mod protection;
+pub mod server;
 pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};

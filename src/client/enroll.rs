@@ -1089,7 +1089,7 @@ fn cert_req_msg(
 }
 
 /// certHash: the hash the certificate's signature algorithm uses (RFC 9810 §5.3.18, RFC 9481).
-fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
     use openssl::hash::{hash, MessageDigest};
     let cert = x509_cert::Certificate::from_der(cert_der)?;
     let sig_oid = cert.signature_algorithm().oid;

@@ -8,6 +8,7 @@ pub mod genm;
 mod response;
 
 pub use config::{ClientConfig, Credentials, DEFAULT_POLLING_DEADLINE};
+pub(crate) use enroll::cert_hash;
 pub use enroll::{EnrollRequest, Operation, Transaction};
 pub use genm::RootCaKeyUpdate;
 pub use response::Response;

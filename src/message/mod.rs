@@ -196,6 +196,34 @@ pub mod fail_info {
     pub const INCORRECT_DATA: u32 = 7;
     /// badPOP.
     pub const BAD_POP: u32 = 9;
+    /// badTime.
+    pub const BAD_TIME: u32 = 3;
+    /// badCertId.
+    pub const BAD_CERT_ID: u32 = 4;
+    /// badDataFormat.
+    pub const BAD_DATA_FORMAT: u32 = 5;
+    /// certRevoked.
+    pub const CERT_REVOKED: u32 = 10;
+    /// wrongIntegrity.
+    pub const WRONG_INTEGRITY: u32 = 12;
+    /// badRecipientNonce.
+    pub const BAD_RECIPIENT_NONCE: u32 = 13;
+    /// badSenderNonce.
+    pub const BAD_SENDER_NONCE: u32 = 18;
+    /// badCertTemplate.
+    pub const BAD_CERT_TEMPLATE: u32 = 19;
+    /// signerNotTrusted.
+    pub const SIGNER_NOT_TRUSTED: u32 = 20;
+    /// transactionIdInUse.
+    pub const TRANSACTION_ID_IN_USE: u32 = 21;
+    /// unsupportedVersion.
+    pub const UNSUPPORTED_VERSION: u32 = 22;
+    /// notAuthorized.
+    pub const NOT_AUTHORIZED: u32 = 23;
+    /// systemUnavail.
+    pub const SYSTEM_UNAVAIL: u32 = 24;
+    /// systemFailure.
+    pub const SYSTEM_FAILURE: u32 = 25;
 }
 
 /// Decode a PKIFailureInfo BIT STRING into a mask where bit `n` (value `1 << n`) is the
