@@ -116,13 +116,18 @@ impl Decryptor for SoftwareDecryptor {
     }
 }
 
-// Not exposed by openssl-sys; part of libcrypto's public CMS API since OpenSSL 1.0.2.
-extern "C" {
-    fn CMS_decrypt_set1_password(
-        cms: *mut openssl_sys::CMS_ContentInfo,
-        pass: *mut libc::c_uchar,
-        passlen: libc::ssize_t,
-    ) -> libc::c_int;
+/// libcrypto functions openssl-sys does not declare (not part of our C API).
+///
+/// cbindgen:ignore
+mod ffi {
+    extern "C" {
+        /// Part of libcrypto's public CMS API since OpenSSL 1.0.2.
+        pub(super) fn CMS_decrypt_set1_password(
+            cms: *mut openssl_sys::CMS_ContentInfo,
+            pass: *mut libc::c_uchar,
+            passlen: libc::ssize_t,
+        ) -> libc::c_int;
+    }
 }
 
 /// Decrypt a DER ContentInfo(EnvelopedData) with a password recipient info and `secret`.
@@ -152,7 +157,7 @@ fn decrypt_with_password(content_info_der: &[u8], secret: &[u8]) -> Result<Secre
         if cms.is_null() {
             return Err(fail("d2i_CMS_ContentInfo"));
         }
-        if CMS_decrypt_set1_password(cms, pass.0.as_mut_ptr(), pass_len) != 1 {
+        if ffi::CMS_decrypt_set1_password(cms, pass.0.as_mut_ptr(), pass_len) != 1 {
             openssl_sys::CMS_ContentInfo_free(cms);
             return Err(fail("no password recipient info decrypts with the secret"));
         }
