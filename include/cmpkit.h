@@ -130,6 +130,13 @@ enum cmpkit_result
   CMPKIT_RESULT_KEY_CALLBACK_FAILED = 702,
   // A certificate could not be parsed.
   CMPKIT_RESULT_BAD_CERTIFICATE = 703,
+  // A centrally generated or recovered private key (EnvelopedData) could not be
+  // decrypted: no recipient info for our key or shared secret, a wrong key or secret, or an
+  // unsupported key management or content encryption algorithm.
+  CMPKIT_RESULT_DECRYPTION_FAILED = 704,
+  // The key package that carries a centrally generated key is not signed by a valid key
+  // generation authority (signature, chain or `id-kp-cmKGA` check failed, RFC 9483 §4.1.6).
+  CMPKIT_RESULT_KEY_PACKAGE_INVALID = 705,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -100,6 +100,13 @@ pub enum ErrorCode {
     KeyCallbackFailed = 702,
     /// A certificate could not be parsed.
     BadCertificate = 703,
+    /// A centrally generated or recovered private key (EnvelopedData) could not be
+    /// decrypted: no recipient info for our key or shared secret, a wrong key or secret, or an
+    /// unsupported key management or content encryption algorithm.
+    DecryptionFailed = 704,
+    /// The key package that carries a centrally generated key is not signed by a valid key
+    /// generation authority (signature, chain or `id-kp-cmKGA` check failed, RFC 9483 §4.1.6).
+    KeyPackageInvalid = 705,
 }
 
 impl ErrorCode {
@@ -151,6 +158,8 @@ impl ErrorCode {
             701 => CryptoError,
             702 => KeyCallbackFailed,
             703 => BadCertificate,
+            704 => DecryptionFailed,
+            705 => KeyPackageInvalid,
             _ => return None,
         })
     }
@@ -209,6 +218,8 @@ impl ErrorCode {
             CryptoError => c"crypto-error",
             KeyCallbackFailed => c"key-callback-failed",
             BadCertificate => c"bad-certificate",
+            DecryptionFailed => c"decryption-failed",
+            KeyPackageInvalid => c"key-package-invalid",
         }
     }
 }

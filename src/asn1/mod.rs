@@ -10,8 +10,9 @@
 //!   bits above 15 and maps `badTime` to bit 2).
 //! - `ErrorMsgContent` fields are public; `CertStatus` has `hashAlg [0]` (RFC 9810).
 //! - Text is owned (`String`) so messages can outlive the input buffer.
-//! - Fields that carry EnvelopedData/EncryptedValue (`EncryptedKey`) and announcements are
-//!   kept as raw DER ([`der::Any`]) until the operations that use them are implemented.
+//! - `EncryptedKey` ([`EncryptedKey`]) is our own CHOICE: its `envelopedData [0]` is IMPLICIT
+//!   as in the CRMF module (crmf 0.3.0-pre.0 declares it EXPLICIT; see the type's docs).
+//! - Announcements are kept as raw DER ([`der::Any`]).
 //!
 //! CRMF (`crmf`), PKCS#10 (`x509-cert`) and `InfoTypeAndValue` (`cmpv2`) are reused as they are.
 
@@ -26,7 +27,8 @@ use x509_cert::Certificate;
 pub mod genm;
 
 pub use cmpv2::gen::InfoTypeAndValue;
-pub use crmf::controls::CertId;
+pub use cms::enveloped_data::EnvelopedData;
+pub use crmf::controls::{CertId, EncryptedValue};
 pub use crmf::request::{CertReqMessages, CertReqMsg, CertRequest, CertTemplate};
 
 /// `PKIFreeText ::= SEQUENCE SIZE (1..MAX) OF UTF8String`.
@@ -337,14 +339,16 @@ pub struct CertResponse {
 pub struct CertifiedKeyPair {
     /// The certificate, plain or encrypted.
     pub cert_or_enc_cert: CertOrEncCert,
-    /// `privateKey [0] EncryptedKey OPTIONAL` (central key generation), raw DER.
+    /// `privateKey [0] EncryptedKey OPTIONAL` (central key generation, key recovery).
+    ///
+    /// EXPLICIT: the CMP module has EXPLICIT TAGS, and a tag on a CHOICE is always explicit.
     #[asn1(
         context_specific = "0",
         tag_mode = "EXPLICIT",
         constructed = "true",
         optional = "true"
     )]
-    pub private_key: Option<Any>,
+    pub private_key: Option<EncryptedKey>,
     /// `publicationInfo [1] PKIPublicationInfo OPTIONAL`, raw DER.
     #[asn1(
         context_specific = "1",
@@ -361,9 +365,30 @@ pub enum CertOrEncCert {
     /// `certificate [0] CMPCertificate`.
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true")]
     Certificate(Box<Certificate>),
-    /// `encryptedCert [1] EncryptedKey`, raw DER.
+    /// `encryptedCert [1] EncryptedKey` (EXPLICIT: the tag is on a CHOICE).
     #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true")]
-    EncryptedCert(Any),
+    EncryptedCert(EncryptedKey),
+}
+
+/// `EncryptedKey ::= CHOICE { encryptedValue EncryptedValue, envelopedData [0] EnvelopedData }`
+/// (RFC 4211 §6.4, RFC 9810 §5.2.2).
+///
+/// `envelopedData [0]` is **IMPLICIT**: the type is defined in the CRMF module
+/// (PKIXCRMF-2005 in RFC 4211 Appendix B, PKIXCRMF-2009 in RFC 5912 §8), which is
+/// `DEFINITIONS IMPLICIT TAGS`; RFC 9810's CMP module (EXPLICIT TAGS) only imports the type,
+/// and a type's tags follow the tagging environment of the module that defines it. EnvelopedData
+/// is a SEQUENCE, so the implicit tag replaces its universal SEQUENCE tag: `A0 len 02 01 ..`
+/// (version) rather than `A0 len 30 len 02 01 ..`. BouncyCastle decodes it with
+/// `EnvelopedData.getInstance(tagged, false)` (implicit), and OpenSSL's CRMF templates treat
+/// the field as an implicitly tagged `CMS_EnvelopedData`. `crmf 0.3.0-pre.0` declares the
+/// variant EXPLICIT, which would not interoperate, hence this type.
+#[derive(Clone, Debug, Eq, PartialEq, Choice)]
+pub enum EncryptedKey {
+    /// `encryptedValue EncryptedValue` (deprecated by RFC 9810, decoded but not decrypted).
+    EncryptedValue(Box<EncryptedValue>),
+    /// `envelopedData [0] IMPLICIT EnvelopedData`.
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true")]
+    EnvelopedData(Box<EnvelopedData>),
 }
 
 /// `KeyRecRepContent` (krp).
@@ -542,6 +567,16 @@ pub mod oid {
     pub const KP_CMC_CA: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.27");
     /// `id-kp-cmcRA` (RFC 6402): an RA's CMP/CMC protection certificate.
     pub const KP_CMC_RA: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.28");
+    /// `id-kp-cmKGA` (RFC 9483 §4.1.6): a key generation authority's certificate.
+    pub const KP_CM_KGA: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.32");
+    /// `id-data` (RFC 5652).
+    pub const CT_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
+    /// `id-signedData` (RFC 5652).
+    pub const CT_SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");
+    /// `id-envelopedData` (RFC 5652).
+    pub const CT_ENVELOPED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.3");
+    /// `id-ct-KP-aKeyPackage` (RFC 5958): AsymmetricKeyPackage.
+    pub const CT_KP_A_KEY_PACKAGE: Oid = Oid::new_unwrap("2.16.840.1.101.2.1.2.78.5");
     /// `id-ce-extKeyUsage`.
     pub const EXT_KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.37");
 }
@@ -560,6 +595,105 @@ mod tests {
         // [25] { SEQUENCE { SEQUENCE { INTEGER 0 } } }
         assert_eq!(der, [0xb9, 0x07, 0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x00]);
         assert_eq!(PkiBody::from_der(&der).unwrap(), body);
+    }
+
+    /// An EnvelopedData made by OpenSSL (RSA key transport) for `data`.
+    fn openssl_enveloped_data(data: &[u8]) -> EnvelopedData {
+        use openssl::cms::{CMSOptions, CmsContentInfo};
+        use openssl::stack::Stack;
+        use openssl::symm::Cipher;
+        let rsa =
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "recipient").unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&rsa).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&rsa, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let mut certs = Stack::new().unwrap();
+        certs.push(b.build()).unwrap();
+        let ci = CmsContentInfo::encrypt(&certs, data, Cipher::aes_256_cbc(), CMSOptions::BINARY)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let ci = cms::content_info::ContentInfo::from_der(&ci).unwrap();
+        assert_eq!(ci.content_type, oid::CT_ENVELOPED_DATA);
+        ci.content.decode_as().unwrap()
+    }
+
+    #[test]
+    fn encrypted_key_enveloped_data_is_implicitly_tagged_and_round_trips() {
+        let env = openssl_enveloped_data(b"key");
+        let key = EncryptedKey::EnvelopedData(Box::new(env.clone()));
+        let der = key.to_der().unwrap();
+        // [0] IMPLICIT: A0, then the SEQUENCE's content, starting with version INTEGER.
+        let env_der = env.to_der().unwrap();
+        assert_eq!(der[0], 0xa0);
+        let body = &der[seq_header_len(&der)..];
+        assert_eq!(body, &env_der[seq_header_len(&env_der)..]);
+        assert_eq!(body[0], 0x02, "version INTEGER right after the [0] header");
+        assert_eq!(EncryptedKey::from_der(&der).unwrap(), key);
+        // An EXPLICIT encoding ([0] { SEQUENCE { .. } }) is not accepted as this type.
+        let explicit = der::asn1::ContextSpecific {
+            tag_number: der::TagNumber(0),
+            tag_mode: der::TagMode::Explicit,
+            value: env,
+        }
+        .to_der()
+        .unwrap();
+        assert!(EncryptedKey::from_der(&explicit).is_err());
+    }
+
+    fn seq_header_len(der: &[u8]) -> usize {
+        match der[1] {
+            n if n < 0x80 => 2,
+            n => 2 + (n & 0x7f) as usize,
+        }
+    }
+
+    #[test]
+    fn certified_key_pair_with_private_key_and_encrypted_cert_round_trips() {
+        let env = openssl_enveloped_data(b"key");
+        let ev = EncryptedValue {
+            intended_alg: None,
+            sym_alg: None,
+            enc_sym_key: None,
+            key_alg: None,
+            value_hint: None,
+            enc_value: BitString::from_bytes(&[1, 2, 3]).unwrap(),
+        };
+        let pair = CertifiedKeyPair {
+            cert_or_enc_cert: CertOrEncCert::EncryptedCert(EncryptedKey::EncryptedValue(Box::new(
+                ev,
+            ))),
+            private_key: Some(EncryptedKey::EnvelopedData(Box::new(env))),
+            publication_info: None,
+        };
+        let der = pair.to_der().unwrap();
+        assert_eq!(CertifiedKeyPair::from_der(&der).unwrap(), pair);
+        let krp = KeyRecRepContent {
+            status: PkiStatusInfo {
+                status: 0,
+                status_string: None,
+                fail_info: None,
+            },
+            new_sig_cert: None,
+            ca_certs: None,
+            key_pair_hist: Some(vec![pair]),
+        };
+        let der = PkiBody::Krp(Box::new(krp.clone())).to_der().unwrap();
+        assert_eq!(
+            PkiBody::from_der(&der).unwrap(),
+            PkiBody::Krp(Box::new(krp))
+        );
     }
 
     #[test]

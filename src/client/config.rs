@@ -1,6 +1,6 @@
 //! Client configuration: credentials, trust, and checks, shared by the transactions of a context.
 
-use crate::crypto::{Signer, TrustStore};
+use crate::crypto::{Decryptor, Signer, TrustStore};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::protection::{MacLimits, MacParams, MacProtection, Protection};
@@ -105,6 +105,11 @@ pub struct ClientConfig {
     /// How long [`execute`](super::execute) keeps polling (the sum of the waits the server
     /// asks for, and the time spent) before giving up with [`ErrorCode::PollingTimeout`].
     pub polling_deadline: Duration,
+    /// Decrypts private keys the server delivers (central key generation, key recovery) from
+    /// key transport and key agreement recipient infos: usually the key of our CMP protection
+    /// certificate ([`SoftwareDecryptor`](crate::crypto::SoftwareDecryptor), or an HSM's).
+    /// Password recipient infos are decrypted with the MAC credentials' shared secret.
+    pub decryptor: Option<Arc<dyn Decryptor>>,
 }
 
 /// The default [`ClientConfig::polling_deadline`]: 5 minutes.
@@ -125,6 +130,7 @@ impl Default for ClientConfig {
             message_time_tolerance: None,
             require_cmc_eku: false,
             polling_deadline: DEFAULT_POLLING_DEADLINE,
+            decryptor: None,
         }
     }
 }

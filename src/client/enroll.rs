@@ -1,15 +1,18 @@
-//! The client transaction for every operation (ir, cr, kur, p10cr, rr, genm): request,
-//! response, certConf/pkiConf and polling, with every check RFC 9810 and RFC 9483 ask of a
-//! client.
+//! The client transaction for every operation (ir, cr, kur, p10cr, rr, genm, krr, ccr, and
+//! ir/cr with central key generation): request, response, certConf/pkiConf and polling, with
+//! every check RFC 9810 and RFC 9483 ask of a client.
 
 use super::config::{ClientConfig, Credentials};
+use super::response::RecoveredKey;
 use super::response::Response;
 use crate::asn1::{
     oid, CertId, CertRepMessage, CertReqMsg, CertRequest, CertStatus, CertTemplate,
-    InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage, PollRepEntry, PollReqEntry, RevDetails,
-    RevRepContent,
+    CertifiedKeyPair, InfoTypeAndValue, KeyRecRepContent, PkiBody, PkiHeader, PkiMessage,
+    PollRepEntry, PollReqEntry, RevDetails, RevRepContent,
 };
 use crate::crypto::cert::{parse_der, subject_text};
+use crate::crypto::decrypt::{decrypt_encrypted_key, extract_private_key};
+use crate::crypto::SecretBytes;
 use crate::crypto::Signer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::{self, PeerStatus, PkiStatus};
@@ -19,6 +22,7 @@ use der::asn1::{BitString, Int, OctetString};
 use der::{Decode, Encode};
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use std::sync::Arc;
 use std::time::Duration;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -34,6 +38,37 @@ pub struct EnrollRequest {
     pub sans: Vec<GeneralName>,
     /// The key to certify; it signs the proof of possession.
     pub key: Arc<dyn Signer>,
+}
+
+/// What to ask the CA for when the CA (or a key generation authority) generates the key
+/// (central key generation, RFC 9483 §4.1.6).
+///
+/// The request's certTemplate carries the algorithm of the wanted key with an empty
+/// subjectPublicKey (or no publicKey at all) and no proof of possession. The response's
+/// private key is decrypted with [`ClientConfig::decryptor`] (key transport or key agreement:
+/// signature-protected transactions) or the shared secret (password: MAC-protected ones).
+#[derive(Clone, Debug, Default)]
+pub struct KeygenRequest {
+    /// The subject of the new certificate.
+    pub subject: Option<Name>,
+    /// subjectAltName entries.
+    pub sans: Vec<GeneralName>,
+    /// The algorithm of the key to generate (the SubjectPublicKeyInfo algorithm, e.g.
+    /// `id-ecPublicKey` with the curve as parameter); `None` leaves the choice to the server.
+    pub algorithm: Option<AlgorithmIdentifierOwned>,
+}
+
+impl KeygenRequest {
+    /// The SubjectPublicKeyInfo algorithm identifier of a key of `kind` (for
+    /// [`algorithm`](Self::algorithm)).
+    pub fn algorithm_for(kind: crate::crypto::KeyType) -> Result<AlgorithmIdentifierOwned> {
+        // The AlgorithmIdentifier of a freshly generated key of that type.
+        let key = crate::crypto::SoftwareKey::generate(kind)?;
+        Ok(
+            SubjectPublicKeyInfoOwned::from_der(crate::crypto::Signer::public_key_der(&key))?
+                .algorithm,
+        )
+    }
 }
 
 /// A client operation: what [`Transaction::start`] sends.
@@ -85,14 +120,31 @@ pub enum Operation {
     /// (see [`Response::genp`](super::Response::genp) and the typed helpers on
     /// [`Response`](super::Response)); [`super::genm`] builds the usual requests.
     Genm(Vec<InfoTypeAndValue>),
+    /// Initialization request (ir) for a centrally generated key (RFC 9483 §4.1.6): the ip
+    /// delivers the private key, in [`Response::private_key_pkcs8`](super::Response::private_key_pkcs8).
+    IrCentralKeygen(KeygenRequest),
+    /// Certification request (cr) for a centrally generated key, as
+    /// [`IrCentralKeygen`](Self::IrCentralKeygen).
+    CrCentralKeygen(KeygenRequest),
+    /// Key recovery request (krr, RFC 9810 §5.3.9): a new signature certificate for
+    /// `key` (POP by signature, like ir) plus the recovered key history, answered by krp
+    /// (newSigCert, caCerts, keyPairHist; see
+    /// [`Response::recovered_keys`](super::Response::recovered_keys)). No certConf follows.
+    Krr(EnrollRequest),
+    /// Cross-certification request (ccr, RFC 9810 §5.3.11): answered by ccp, then
+    /// certConf/pkiConf, like cr.
+    Ccr(EnrollRequest),
 }
 
 impl Operation {
-    /// The request body's name (`"ir"`, `"cr"`, `"kur"`, `"p10cr"`, `"rr"`, `"genm"`).
+    /// The request body's name (`"ir"`, `"cr"`, `"kur"`, `"p10cr"`, `"rr"`, `"genm"`,
+    /// `"krr"`, `"ccr"`).
     pub fn name(&self) -> &'static str {
         match self {
-            Operation::Ir(_) => "ir",
-            Operation::Cr(_) => "cr",
+            Operation::Ir(_) | Operation::IrCentralKeygen(_) => "ir",
+            Operation::Cr(_) | Operation::CrCentralKeygen(_) => "cr",
+            Operation::Krr(_) => "krr",
+            Operation::Ccr(_) => "ccr",
             Operation::Kur { .. } => "kur",
             Operation::P10cr { .. } => "p10cr",
             Operation::Rr { .. } => "rr",
@@ -110,6 +162,8 @@ enum Kind {
     P10cr,
     Rr,
     Genm,
+    Krr,
+    Ccr,
 }
 
 impl Kind {
@@ -121,6 +175,8 @@ impl Kind {
             Kind::Kur => "kup",
             Kind::Rr => "rp",
             Kind::Genm => "genp",
+            Kind::Krr => "krp",
+            Kind::Ccr => "ccp",
         }
     }
 }
@@ -165,6 +221,8 @@ pub struct Transaction {
     cert_req_id: i64,
     /// The certified key we expect in the new certificate (enrollments).
     key_spki: Vec<u8>,
+    /// The server generates the key (central key generation): the response must deliver it.
+    central_keygen: bool,
     /// Signs the requests instead of the configured credentials, if set.
     own_signer: Option<OwnSigner>,
     /// How long to wait before sending the pending pollReq.
@@ -208,6 +266,7 @@ impl Transaction {
             kind: Kind::Ir,
             cert_req_id: CERT_REQ_ID,
             key_spki: Vec::new(),
+            central_keygen: false,
             own_signer: None,
             wait: None,
             cert_req_id_polled: CERT_REQ_ID,
@@ -225,6 +284,10 @@ impl Transaction {
             state: State::Done(Ok(())),
         };
         let implicit_confirm = tx.config.implicit_confirm;
+        let operation_kind = match &operation {
+            Operation::CrCentralKeygen(_) => Kind::Cr,
+            _ => Kind::Ir,
+        };
         let (body, implicit_confirm) = match operation {
             Operation::Ir(request) => {
                 tx.key_spki = request.key.public_key_der().to_vec();
@@ -353,6 +416,34 @@ impl Transaction {
                 tx.cert_req_id = NO_CERT_REQ_ID;
                 (PkiBody::Genm(itavs), false)
             }
+            Operation::IrCentralKeygen(request) | Operation::CrCentralKeygen(request) => {
+                let ir = matches!(operation_kind, Kind::Ir);
+                tx.kind = operation_kind;
+                tx.central_keygen = true;
+                tx.subject = request.subject.clone();
+                let msg = keygen_req_msg(&request)?;
+                let body = if ir {
+                    PkiBody::Ir(vec![msg])
+                } else {
+                    PkiBody::Cr(vec![msg])
+                };
+                (body, implicit_confirm)
+            }
+            Operation::Krr(request) => {
+                tx.kind = Kind::Krr;
+                tx.key_spki = request.key.public_key_der().to_vec();
+                tx.subject = request.subject.clone();
+                (PkiBody::Krr(vec![cert_req_msg(&request, None)?]), false)
+            }
+            Operation::Ccr(request) => {
+                tx.kind = Kind::Ccr;
+                tx.key_spki = request.key.public_key_der().to_vec();
+                tx.subject = request.subject.clone();
+                (
+                    PkiBody::Ccr(vec![cert_req_msg(&request, None)?]),
+                    implicit_confirm,
+                )
+            }
         };
         let bytes = tx.build(body, implicit_confirm)?;
         tx.state = State::Awaiting {
@@ -383,6 +474,8 @@ impl Transaction {
             Kind::P10cr => "p10cr",
             Kind::Rr => "rr",
             Kind::Genm => "genm",
+            Kind::Krr => "krr",
+            Kind::Ccr => "ccr",
         }
     }
 
@@ -519,6 +612,12 @@ impl Transaction {
             }
             (PkiBody::Kup(rep), Expect::Final | Expect::Poll) if kind == Kind::Kur => {
                 self.handle_cert_rep(&msg, rep)
+            }
+            (PkiBody::Ccp(rep), Expect::Final | Expect::Poll) if kind == Kind::Ccr => {
+                self.handle_cert_rep(&msg, rep)
+            }
+            (PkiBody::Krp(rep), Expect::Final | Expect::Poll) if kind == Kind::Krr => {
+                self.handle_key_rec_rep(&msg, rep)
             }
             (PkiBody::Rp(rep), Expect::Final | Expect::Poll) if kind == Kind::Rr => {
                 self.handle_rev_rep(&msg, rep)
@@ -714,25 +813,44 @@ impl Transaction {
         let granted = message::has_implicit_confirm(&msg.header);
         self.response.implicit_confirm_granted = self.config.implicit_confirm && granted;
         self.response.certificate = Some(cert_der.clone());
+        // The certificate is unusable if its key is not ours (or, with central key generation,
+        // if we cannot decrypt the delivered key or it does not match): reject it in certConf.
+        let problem = if self.central_keygen {
+            self.take_delivered_key(resp.certified_key_pair.as_ref(), &cert_spki)
+                .err()
+                .map(|e| {
+                    let text = match e.code {
+                        ErrorCode::CertKeyMismatch => {
+                            "the delivered private key does not match the new certificate"
+                        }
+                        _ => "cannot decrypt or verify the delivered private key",
+                    };
+                    (e, text)
+                })
+        } else if cert_spki != self.key_spki {
+            Some((
+                Error::new(
+                    ErrorCode::CertKeyMismatch,
+                    "the issued certificate does not carry the public key we asked to certify; rejected it in certConf",
+                ),
+                "public key in new certificate does not match our enrollment key",
+            ))
+        } else {
+            None
+        };
         let mut cert_status = None;
-        if cert_spki != self.key_spki {
-            let e = Error::new(
-                ErrorCode::CertKeyMismatch,
-                "the issued certificate does not carry the public key we asked to certify; rejected it in certConf",
-            );
+        if let Some((e, text)) = problem {
             if self.response.implicit_confirm_granted {
                 return Err(e);
             }
             cert_status = Some(crate::asn1::PkiStatusInfo {
                 status: PkiStatus::Rejection as u8,
-                status_string: Some(vec![
-                    "public key in new certificate does not match our enrollment key".into(),
-                ]),
+                status_string: Some(vec![text.into()]),
                 fail_info: Some(message::fail_info_bit_string(
                     1 << message::fail_info::INCORRECT_DATA,
                 )?),
             });
-            self.rejection = Some(e);
+            self.rejection = Some(e.context("rejected the certificate in certConf"));
         }
         if self.response.implicit_confirm_granted {
             return Ok(None);
@@ -749,6 +867,117 @@ impl Transaction {
             request,
             expect: Expect::PkiConf,
         }))
+    }
+
+    /// Decrypt and check the private key delivered with a centrally generated certificate
+    /// (SubjectPublicKeyInfo DER `cert_spki`); store it in the response.
+    fn take_delivered_key(
+        &mut self,
+        pair: Option<&CertifiedKeyPair>,
+        cert_spki: &[u8],
+    ) -> Result<()> {
+        let Some(encrypted) = pair.and_then(|p| p.private_key.as_ref()) else {
+            return Err(Error::new(
+                ErrorCode::NoCertificate,
+                "we asked for a centrally generated key, but the response carries no privateKey",
+            ));
+        };
+        let (pkcs8, signer) = self.decrypt_key(encrypted)?;
+        check_key_matches(&pkcs8, cert_spki)?;
+        self.response.private_key_pkcs8 = Some(pkcs8);
+        self.response.key_generation_authority = signer;
+        Ok(())
+    }
+
+    /// Decrypt an EncryptedKey with our decryptor or shared secret, and verify its signer.
+    fn decrypt_key(
+        &self,
+        encrypted: &crate::asn1::EncryptedKey,
+    ) -> Result<(SecretBytes, Option<Vec<u8>>)> {
+        let secret = self
+            .config
+            .credentials
+            .as_ref()
+            .and_then(|c| c.mac_protection())
+            .map(|m| m.secret());
+        let (content_type, content) =
+            decrypt_encrypted_key(encrypted, self.config.decryptor.as_deref(), secret)?;
+        let key = extract_private_key(
+            content_type,
+            &content,
+            self.config.trust.as_ref(),
+            &self.config.untrusted,
+        )?;
+        Ok((key.pkcs8, key.signer))
+    }
+
+    /// krp (RFC 9810 §5.3.10): newSigCert for our key, caCerts, and the recovered key pairs.
+    fn handle_key_rec_rep(
+        &mut self,
+        msg: &PkiMessage,
+        rep: &KeyRecRepContent,
+    ) -> Result<Option<State>> {
+        self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+        let status = PeerStatus::from_status_info(&rep.status);
+        self.response.status = Some(status.clone());
+        match PkiStatus::from_u8(status.status) {
+            Some(PkiStatus::Accepted) | Some(PkiStatus::GrantedWithMods) => {}
+            Some(PkiStatus::Rejection) => {
+                return Err(Error::new(
+                    ErrorCode::Rejected,
+                    format!("the CA rejected the key recovery: {status}"),
+                ));
+            }
+            Some(PkiStatus::Waiting) => return self.start_polling(self.cert_req_id),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::BadMessageContent,
+                    format!("unexpected status in krp: {status}"),
+                ));
+            }
+        }
+        self.response.ca_pubs = ders(rep.ca_certs.as_deref().unwrap_or_default())?;
+        if let Some(cert) = &rep.new_sig_cert {
+            let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+            self.response.certificate = Some(cert.to_der()?);
+            if spki != self.key_spki {
+                return Err(Error::new(
+                    ErrorCode::CertKeyMismatch,
+                    "krp newSigCert does not carry the public key of our krr",
+                ));
+            }
+        }
+        let mut recovered = Vec::new();
+        for (i, pair) in rep.key_pair_hist.iter().flatten().enumerate() {
+            let cert = match &pair.cert_or_enc_cert {
+                crate::asn1::CertOrEncCert::Certificate(c) => c,
+                crate::asn1::CertOrEncCert::EncryptedCert(_) => {
+                    return Err(Error::new(
+                        ErrorCode::UnsupportedAlgorithm,
+                        format!("keyPairHist entry {i}: encrypted certificates are not supported"),
+                    ));
+                }
+            };
+            let certificate = cert.to_der()?;
+            let private_key_pkcs8 = match &pair.private_key {
+                Some(encrypted) => {
+                    let (pkcs8, _) = self
+                        .decrypt_key(encrypted)
+                        .map_err(|e| e.context(&format!("keyPairHist entry {i}")))?;
+                    let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+                    check_key_matches(&pkcs8, &spki)
+                        .map_err(|e| e.context(&format!("keyPairHist entry {i}")))?;
+                    Some(pkcs8)
+                }
+                None => None,
+            };
+            recovered.push(RecoveredKey {
+                certificate,
+                private_key_pkcs8,
+            });
+        }
+        self.response.recovered_keys = recovered;
+        Ok(None)
     }
 
     /// Build and protect a request with a fresh senderNonce.
@@ -939,7 +1168,8 @@ impl Transaction {
     fn unprotected(&mut self, msg: &PkiMessage) -> Error {
         let status = match &msg.body {
             PkiBody::Error(e) => Some(PeerStatus::from_status_info(&e.pki_status_info)),
-            PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) => r
+            PkiBody::Krp(r) => Some(PeerStatus::from_status_info(&r.status)),
+            PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) | PkiBody::Ccp(r) => r
                 .response
                 .first()
                 .map(|r| PeerStatus::from_status_info(&r.status)),
@@ -1041,22 +1271,82 @@ fn check_cmc_eku(cert: &X509) -> Result<()> {
     }
 }
 
+/// The private key `pkcs8` must be the key of the certificate with SubjectPublicKeyInfo
+/// `cert_spki`; else [`ErrorCode::CertKeyMismatch`].
+fn check_key_matches(pkcs8: &[u8], cert_spki: &[u8]) -> Result<()> {
+    let key = PKey::private_key_from_der(pkcs8).map_err(|e| {
+        Error::new(
+            ErrorCode::KeyError,
+            format!("the delivered private key is not a PKCS#8 key OpenSSL can read: {e}"),
+        )
+    })?;
+    if key.public_key_to_der()? != cert_spki {
+        return Err(Error::new(
+            ErrorCode::CertKeyMismatch,
+            "the delivered private key does not belong to the certificate's public key",
+        ));
+    }
+    Ok(())
+}
+
+/// CertTemplate subject, extensions (subjectAltName) for a request.
+fn template_extensions(
+    subject: &Option<Name>,
+    sans: &[GeneralName],
+) -> Result<Option<x509_cert::ext::Extensions>> {
+    if sans.is_empty() {
+        return Ok(None);
+    }
+    let san = SubjectAltName(sans.to_vec()).to_der()?;
+    Ok(Some(vec![Extension {
+        extn_id: oid::SUBJECT_ALT_NAME,
+        critical: subject.as_ref().is_none_or(|s| s.is_empty()),
+        extn_value: OctetString::new(san)?,
+    }]))
+}
+
+/// CertReqMsg for central key generation (RFC 9483 §4.1.6): publicKey with the algorithm and
+/// an empty subjectPublicKey (or absent), no POP.
+fn keygen_req_msg(request: &KeygenRequest) -> Result<CertReqMsg> {
+    let spki = request
+        .algorithm
+        .clone()
+        .map(|algorithm| -> Result<_> {
+            Ok(SubjectPublicKeyInfoOwned {
+                algorithm,
+                subject_public_key: BitString::from_bytes(&[])?,
+            })
+        })
+        .transpose()?;
+    Ok(CertReqMsg {
+        cert_req: CertRequest {
+            cert_req_id: Int::new(&[CERT_REQ_ID as u8])?,
+            cert_template: CertTemplate {
+                version: None,
+                serial_number: None,
+                signature: None,
+                issuer: None,
+                validity: None,
+                subject: request.subject.clone(),
+                subject_public_key_info: spki,
+                issuer_unique_id: None,
+                subject_unique_id: None,
+                extensions: template_extensions(&request.subject, &request.sans)?,
+            },
+            controls: None,
+        },
+        popo: None,
+        reg_info: None,
+    })
+}
+
 /// CertReqMsg for `request`, with POP by signature over the DER of the CertRequest.
 fn cert_req_msg(
     request: &EnrollRequest,
     controls: Option<crmf::controls::Controls>,
 ) -> Result<CertReqMsg> {
     let spki = request.key.public_key_info()?;
-    let extensions = if request.sans.is_empty() {
-        None
-    } else {
-        let san = SubjectAltName(request.sans.clone()).to_der()?;
-        Some(vec![Extension {
-            extn_id: oid::SUBJECT_ALT_NAME,
-            critical: request.subject.as_ref().is_none_or(|s| s.is_empty()),
-            extn_value: OctetString::new(san)?,
-        }])
-    };
+    let extensions = template_extensions(&request.subject, &request.sans)?;
     let cert_req = CertRequest {
         cert_req_id: Int::new(&[CERT_REQ_ID as u8])?,
         cert_template: CertTemplate {

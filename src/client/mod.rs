@@ -1,5 +1,5 @@
 //! Client transactions for every CMP operation ([`Operation`]: ir, cr, kur, p10cr, rr, genm,
-//! with polling), sans-IO: a [`Transaction`] emits request bytes and consumes response
+//! krr, ccr, central key generation, with polling), sans-IO: a [`Transaction`] emits request bytes and consumes response
 //! bytes; [`execute`] is the blocking loop over the same calls with a [`Transfer`].
 
 mod config;
@@ -8,10 +8,14 @@ pub mod genm;
 mod response;
 
 pub use config::{ClientConfig, Credentials, DEFAULT_POLLING_DEADLINE};
+<<<<<<< HEAD
 pub(crate) use enroll::cert_hash;
 pub use enroll::{EnrollRequest, Operation, Transaction};
+=======
+pub use enroll::{EnrollRequest, KeygenRequest, Operation, Transaction};
+>>>>>>> keygen
 pub use genm::RootCaKeyUpdate;
-pub use response::Response;
+pub use response::{RecoveredKey, Response};
 
 use crate::error::{Error, ErrorCode, Result};
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! What a transaction learned from the peer.
 
 use crate::asn1::InfoTypeAndValue;
+use crate::crypto::SecretBytes;
 use crate::message::PeerStatus;
 use std::time::Duration;
 
@@ -34,4 +35,23 @@ pub struct Response {
     pub requested_wait: Duration,
     /// The `reason` texts of the last pollRep.
     pub poll_reasons: Vec<String>,
+    /// The centrally generated private key of [`certificate`](Self::certificate), PKCS#8
+    /// (`OneAsymmetricKey`) DER, decrypted and checked against the certificate (central key
+    /// generation, RFC 9483 §4.1.6). Cleared from memory when dropped.
+    pub private_key_pkcs8: Option<SecretBytes>,
+    /// The certificate (DER) of the key generation authority that signed the delivered key,
+    /// if it came signed.
+    pub key_generation_authority: Option<Vec<u8>>,
+    /// `keyPairHist` of a key recovery response (krp): the recovered certificates and keys.
+    pub recovered_keys: Vec<RecoveredKey>,
+}
+
+/// One entry of a krp's `keyPairHist` (RFC 9810 §5.3.10).
+#[derive(Clone, Debug, Default)]
+pub struct RecoveredKey {
+    /// The certificate, DER.
+    pub certificate: Vec<u8>,
+    /// Its private key, PKCS#8 DER, decrypted and checked against the certificate; `None`
+    /// if the entry carries no private key.
+    pub private_key_pkcs8: Option<SecretBytes>,
 }

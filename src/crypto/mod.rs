@@ -2,7 +2,9 @@
 //! caller's own through [`Signer`]), signature verification, and certificate helpers.
 
 pub mod cert;
+pub mod decrypt;
 mod key;
 
 pub use cert::TrustStore;
+pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};
 pub use key::{verify_signature, KeyType, SigAlg, Signer, SoftwareKey};
