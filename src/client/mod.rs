@@ -1,6 +1,6 @@
 //! Client transactions for every CMP operation ([`Operation`]: ir, cr, kur, p10cr, rr, genm,
-//! krr, ccr, central key generation, with polling), sans-IO: a [`Transaction`] emits request bytes and consumes response
-//! bytes; [`execute`] is the blocking loop over the same calls with a [`Transfer`].
+//! krr, ccr, central key generation, with polling), sans-IO: a [`Transaction`] emits request
+//! bytes and consumes response bytes; [`execute`] is the blocking loop over the same calls with a [`Transfer`].
 
 mod config;
 mod enroll;
@@ -8,12 +8,8 @@ pub mod genm;
 mod response;
 
 pub use config::{ClientConfig, Credentials, DEFAULT_POLLING_DEADLINE};
-<<<<<<< HEAD
 pub(crate) use enroll::cert_hash;
-pub use enroll::{EnrollRequest, Operation, Transaction};
-=======
 pub use enroll::{EnrollRequest, KeygenRequest, Operation, Transaction};
->>>>>>> keygen
 pub use genm::RootCaKeyUpdate;
 pub use response::{RecoveredKey, Response};
 
