@@ -4,9 +4,10 @@
  *
  *   cacerts URL SECRET REF [--recipient DN] [--itav OID]... [--out CERTS.der]
  *
- * --itav adds a further InfoTypeAndValue without value (e.g. 1.3.6.1.5.5.7.4.1,
- * signKeyPairTypes) through cmpkit_request_add_itav. Every genp value is listed (OID and
- * size, or "no value": OpenSSL's 3.0 mock server just echoes the request); the CA
+ * With --itav the genm asks for these InfoTypes (without value, through
+ * cmpkit_request_add_itav; e.g. 1.3.6.1.5.5.7.4.1, signKeyPairTypes) instead of caCerts.
+ * Every genp value is listed (OID and size, or "no value": OpenSSL's 3.0 mock server just
+ * echoes the request, and refuses a genm with more than one InfoTypeAndValue); the CA
  * certificates, if the genp has them, are counted and the first is written to --out as DER.
  * Exit code: 0 genp received, 1 failure, 2 usage error.
  *
@@ -122,13 +123,14 @@ fail:
     return -1;
 }
 
-/* Creates the genm: caCerts plus the --itav types. Returns 0 on success. */
+/* Creates the genm: caCerts, or the --itav types. Returns 0 on success. */
 static int make_request(const struct options *o, cmpkit_request **out)
 {
     cmpkit_request *req = NULL;
-    cmpkit_result rc = cmpkit_request_new_genm_ca_certs(&req);
+    cmpkit_result rc = o->n_itavs == 0 ? cmpkit_request_new_genm_ca_certs(&req)
+                                       : cmpkit_request_new_genm(&req);
     if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_request_new_genm_ca_certs: %s: %s\n", cmpkit_result_name(rc),
+        fprintf(stderr, "cmpkit_request_new_genm: %s: %s\n", cmpkit_result_name(rc),
                 cmpkit_last_error() ? cmpkit_last_error() : "");
         return -1;
     }
