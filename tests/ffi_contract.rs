@@ -689,7 +689,7 @@ fn transaction_of_a_genm_waits_zero_then_minus_one_and_its_response_has_no_genp(
         cmpkit_request_free(req);
         assert_eq!(cmpkit_transaction_wait_ms(tx), 0, "send the genm now");
         assert_eq!(
-            cmpkit_transaction_feed(tx, b"\x30\x00".as_ptr(), 2),
+            cmpkit_transaction_feed(tx, [0x30u8, 0x00].as_ptr(), 2),
             ErrorCode::MalformedMessage
         );
         assert_eq!(cmpkit_transaction_wait_ms(tx), -1, "done");
