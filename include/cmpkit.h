@@ -237,8 +237,12 @@ enum cmpkit_cert_list
  {
   // caPubs: CA certificates the CA suggests trusting (from ip).
   CMPKIT_CERT_LIST_CA_PUBS = 1,
-  // extraCerts of the certificate response (chain of the new certificate, the CA's own).
+  // extraCerts of the response (chain of the new certificate, the CA's own).
   CMPKIT_CERT_LIST_EXTRA_CERTS = 2,
+  // The CA certificates of a genp answering a caCerts genm (id-it-caCerts). Empty when the
+  // genp has no caCerts value; `cmpkit_response_cert_at` fails with
+  // `CMPKIT_RESULT_BAD_MESSAGE_CONTENT` if the value does not decode.
+  CMPKIT_CERT_LIST_GENP_CA_CERTS = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -284,9 +288,12 @@ typedef struct cmpkit_ctx cmpkit_ctx;
 // its own reference, so the caller may free the handle while requests still use it.
 typedef struct cmpkit_key cmpkit_key;
 
-// A certificate request: the key to certify, subject and subjectAltNames.
+// A request: the operation (ir, cr, kur, p10cr, rr or genm) and its content — for the
+// enrollments the key to certify, subject and subjectAltNames.
 //
-// Thread safety: use from one thread at a time; it may be freed right after use.
+// Thread safety: use from one thread at a time; it may be freed right after
+// `cmpkit_execute` / `cmpkit_transaction_start` (transactions keep their own copy), and it
+// may be started again.
 typedef struct cmpkit_request cmpkit_request;
 
 // The outcome of a transaction. Immutable; may be read from several threads.
@@ -341,7 +348,8 @@ const char *cmpkit_last_error(void);
 cmpkit_result cmpkit_buffer_append(struct cmpkit_buffer *buf, const uint8_t *data, size_t len);
 
 // Create a client context with default settings (PBM for MAC protection, 1 MiB message
-// limit, 30 s HTTP timeout). The caller frees it with `cmpkit_ctx_free`.
+// limit, 30 s HTTP timeout, 300 s polling deadline, no messageTime check, no cmcCA/cmcRA
+// check). The caller frees it with `cmpkit_ctx_free`.
 cmpkit_result cmpkit_ctx_new(struct cmpkit_ctx **out);
 
 // Free a context (NULL is ignored).
@@ -412,6 +420,21 @@ cmpkit_result cmpkit_ctx_set_max_iterations(struct cmpkit_ctx *ctx, uint64_t max
 // The largest response accepted, in bytes (default 1 MiB).
 cmpkit_result cmpkit_ctx_set_max_message_size(struct cmpkit_ctx *ctx, size_t max);
 
+// How long a transaction may keep polling, in seconds (> 0; default 300): `cmpkit_execute`
+// and `cmpkit_transaction_feed` end it with `CMPKIT_RESULT_POLLING_TIMEOUT` (without
+// waiting) when the server asks to poll again later than this after the start.
+cmpkit_result cmpkit_ctx_set_polling_deadline(struct cmpkit_ctx *ctx, uint32_t seconds);
+
+// Check the messageTime of responses: one that differs from this machine's clock by more
+// than `seconds` fails with `CMPKIT_RESULT_BAD_MESSAGE_TIME` (responses without messageTime
+// are accepted). 0 turns the check off (the default).
+cmpkit_result cmpkit_ctx_set_message_time_tolerance(struct cmpkit_ctx *ctx, uint32_t seconds);
+
+// Require (non-zero) the certificate that signs responses to carry the extended key usage
+// id-kp-cmcCA or id-kp-cmcRA (RFC 9483 §3.1), else `CMPKIT_RESULT_MISSING_CMC_EKU`; 0 (the
+// default) does not check it. MAC-protected responses are not affected.
+cmpkit_result cmpkit_ctx_set_require_cmc_eku(struct cmpkit_ctx *ctx, int32_t on);
+
 // Generate a new key pair of `kind` (a `cmpkit_key_kind`; `bits` is used for RSA only; 0
 // means 2048).
 //
@@ -476,13 +499,106 @@ void cmpkit_key_free(struct cmpkit_key *key);
 // with `cmpkit_request_free`.
 cmpkit_result cmpkit_request_new_ir(const struct cmpkit_key *key, struct cmpkit_request **out);
 
+// Create a certification request (cr, RFC 9483 §4.1.2) to certify `key`, for an entity
+// that already has a certificate from the PKI (usually with signature credentials on the
+// context). Otherwise like `cmpkit_request_new_ir`: set the subject and subjectAltNames on
+// the request; the caller frees it with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_cr(const struct cmpkit_key *key, struct cmpkit_request **out);
+
+// Create a key update request (kur, RFC 9483 §4.1.3): certify `new_key` in place of the
+// certificate `old_cert` (PEM or DER, `old_cert_len` bytes; with several PEM certificates
+// the first is used).
+//
+// Subject and subjectAltNames default to those of `old_cert` unless set on the request; the
+// request names `old_cert` by issuer and serial number (id-regCtrl-oldCertID). With
+// `old_key` (the private key of `old_cert`) the kur is signed with it and `old_cert` is sent
+// in extraCerts, as RFC 9483 asks; with `old_key` NULL the context's credentials protect it.
+// The request keeps its own references to the keys. The caller frees the request with
+// `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_kur(const struct cmpkit_key *new_key,
+                                     const uint8_t *old_cert,
+                                     size_t old_cert_len,
+                                     const struct cmpkit_key *old_key,
+                                     struct cmpkit_request **out);
+
+// Create a PKCS#10 certification request (p10cr, RFC 9483 §4.1.4) from `csr` (a PKCS#10
+// CertificationRequest, PEM or DER, `csr_len` bytes). The CSR carries subject, key and
+// extensions, so `cmpkit_request_set_subject` and `_add_san` do not apply. The caller frees
+// the request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_p10cr(const uint8_t *csr,
+                                       size_t csr_len,
+                                       struct cmpkit_request **out);
+
+// Create a revocation request (rr, RFC 9483 §4.2) for `cert` (PEM or DER, `cert_len`
+// bytes), answered by rp: read the outcome with `cmpkit_response_status` (0 accepted; 5
+// revocationNotification also counts as success) and `_status_string`.
+//
+// `reason` is a CRLReason code (RFC 5280 §5.3.1: 0 unspecified, 1 keyCompromise, 2
+// cACompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation, 6
+// certificateHold, 8 removeFromCRL, 9 privilegeWithdrawn, 10 aACompromise) or -1 for none.
+// With `key` (the private key of `cert`) the rr is signed with it and `cert` is sent in
+// extraCerts; with `key` NULL the context's credentials protect it. The caller frees the
+// request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_rr(const uint8_t *cert,
+                                    size_t cert_len,
+                                    int32_t reason,
+                                    const struct cmpkit_key *key,
+                                    struct cmpkit_request **out);
+
+// Create a general message (genm, RFC 9483 §4.3) with no InfoTypeAndValue yet: add them
+// with `cmpkit_request_add_itav`. The answer's (genp's) values are read with
+// `cmpkit_response_genp_count` / `_genp_at` and the typed getters. The caller frees the
+// request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_genm(struct cmpkit_request **out);
+
+// Create a genm asking for the CA certificates (id-it-caCerts, RFC 9483 §4.3.1); read the
+// answer with `cmpkit_response_cert_count` / `_cert_at` and
+// `CMPKIT_CERT_LIST_GENP_CA_CERTS`. The caller frees the request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_genm_ca_certs(struct cmpkit_request **out);
+
+// Create a genm asking for a root CA key update (id-it-rootCaCert, RFC 9483 §4.3.2), naming
+// the root certificate trusted now (`old_root`, PEM or DER; NULL with length 0 to send the
+// request without it). Check and read the answer with `cmpkit_response_root_ca_update`.
+// The caller frees the request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_genm_root_ca_update(const uint8_t *old_root,
+                                                     size_t old_root_len,
+                                                     struct cmpkit_request **out);
+
+// Create a genm asking for a certificate request template (id-it-certReqTemplate, RFC 9483
+// §4.3.3); the template comes back DER-encoded through `cmpkit_response_genp_at`. The caller
+// frees the request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_genm_cert_req_template(struct cmpkit_request **out);
+
+// Create a genm asking for an update of the CRL `crl` (PEM or DER, `crl_len` bytes) that the
+// caller holds (id-it-crlStatusList, RFC 9483 §4.3.4): the request names the CRL by its
+// issuer and sends its thisUpdate. Read newer CRLs with `cmpkit_response_crl_count` /
+// `_crl_at`. The caller frees the request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_genm_crl_update(const uint8_t *crl,
+                                                 size_t crl_len,
+                                                 struct cmpkit_request **out);
+
+// Create a genm asking which key pair types the CA certifies (id-it-signKeyPairTypes); the
+// answer (a DER SEQUENCE OF AlgorithmIdentifier) comes through `cmpkit_response_genp_at`.
+// The caller frees the request with `cmpkit_request_free`.
+cmpkit_result cmpkit_request_new_genm_key_pair_types(struct cmpkit_request **out);
+
+// Add an InfoTypeAndValue to a genm request: `oid` in dotted text (`"1.3.6.1.5.5.7.4.17"`)
+// and its value as one DER element (`value`, `value_len` bytes), or NULL with length 0 for
+// an InfoTypeAndValue without value. `CMPKIT_RESULT_INVALID_STATE` if `req` is not a genm.
+cmpkit_result cmpkit_request_add_itav(struct cmpkit_request *req,
+                                      const char *oid,
+                                      const uint8_t *value,
+                                      size_t value_len);
+
 // Free a request (NULL is ignored).
 void cmpkit_request_free(struct cmpkit_request *req);
 
-// Set the subject (`/CN=Device 1/O=Example` or `CN=Device 1,O=Example`).
+// Set the subject (`/CN=Device 1/O=Example` or `CN=Device 1,O=Example`) of an ir, cr or kur
+// request; `CMPKIT_RESULT_INVALID_STATE` for other requests.
 cmpkit_result cmpkit_request_set_subject(struct cmpkit_request *req, const char *subject);
 
-// Add a subjectAltName entry of `kind` (a `cmpkit_san_kind`) with text `value`.
+// Add a subjectAltName entry of `kind` (a `cmpkit_san_kind`) with text `value` to an ir, cr
+// or kur request; `CMPKIT_RESULT_INVALID_STATE` for other requests.
 cmpkit_result cmpkit_request_add_san(struct cmpkit_request *req, uint32_t kind, const char *value);
 
 // Free a response (NULL is ignored).
@@ -532,21 +648,72 @@ cmpkit_result cmpkit_response_cert_at(const struct cmpkit_response *rsp,
                                       const uint8_t **der,
                                       size_t *der_len);
 
-// Run the whole transaction for `req` over the context's transfer, blocking.
+// How many pollRep messages arrived, i.e. how often the server said "not yet, ask again"
+// (0 without polling or for a NULL response).
+uint32_t cmpkit_response_poll_rounds(const struct cmpkit_response *rsp);
+
+// How many InfoTypeAndValues the genp held (0 for other responses or a NULL response).
+size_t cmpkit_response_genp_count(const struct cmpkit_response *rsp);
+
+// InfoTypeAndValue `index` of the genp: `*oid` gets its type as dotted text
+// (`"1.3.6.1.5.5.7.4.17"`), `*value`/`*value_len` its value as one DER element — NULL and 0
+// when it has no value (e.g. a server that echoes the request). Both borrowed until the
+// response is freed. `CMPKIT_RESULT_NOT_FOUND` if `index` is out of range.
+cmpkit_result cmpkit_response_genp_at(const struct cmpkit_response *rsp,
+                                      size_t index,
+                                      const char **oid,
+                                      const uint8_t **value,
+                                      size_t *value_len);
+
+// How many CRLs the genp holds (id-it-crls, the answer to a CRL update genm); 0 if none,
+// for other responses or a NULL response.
+size_t cmpkit_response_crl_count(const struct cmpkit_response *rsp);
+
+// CRL `index` of the genp as DER, borrowed until the response is freed.
+// `CMPKIT_RESULT_NOT_FOUND` if `index` is out of range, `CMPKIT_RESULT_BAD_MESSAGE_CONTENT`
+// if the genp's crls value does not decode.
+cmpkit_result cmpkit_response_crl_at(const struct cmpkit_response *rsp,
+                                     size_t index,
+                                     const uint8_t **der,
+                                     size_t *der_len);
+
+// The new root CA certificate of a genp rootCaKeyUpdate (the answer to
+// `cmpkit_request_new_genm_root_ca_update`), verified against the root trusted now
+// (`old_root`, PEM or DER): newWithNew must be self-signed; newWithOld, if sent, must carry
+// the new key and verify with the old root's key; oldWithNew, if sent, must carry the old
+// key and verify with the new key. On success `*new_root`/`*new_root_len` point to
+// newWithNew as DER, borrowed until the response is freed.
 //
-// Returns `CMPKIT_RESULT_OK` when the certificate was issued and confirmed. `*out` receives
-// a response (caller frees with `cmpkit_response_free`) whenever the exchange got that far
-// that the peer said something — on success, and also on failures such as
-// `CMPKIT_RESULT_REJECTED` or `CMPKIT_RESULT_PEER_ERROR`, so that the peer's status can be
-// read; otherwise `*out` is set to NULL. This is the one exception to "out-parameters are
-// written only on success". `out` may be NULL if the caller does not want the response.
+// `CMPKIT_RESULT_NOT_FOUND` when the genp has no update (no rootCaKeyUpdate value: the CA
+// has no new root); `CMPKIT_RESULT_ROOT_CA_UPDATE_INVALID` when a check fails.
+cmpkit_result cmpkit_response_root_ca_update(const struct cmpkit_response *rsp,
+                                             const uint8_t *old_root,
+                                             size_t old_root_len,
+                                             const uint8_t **new_root,
+                                             size_t *new_root_len);
+
+// Run the whole transaction for `req` (any operation) over the context's transfer,
+// blocking. While polling it sleeps as long as the server asks (`checkAfter`), up to the
+// context's polling deadline (`cmpkit_ctx_set_polling_deadline`).
+//
+// Returns `CMPKIT_RESULT_OK` when the operation succeeded: for ir, cr, kur and p10cr the
+// certificate was issued and confirmed; for rr the CA accepted the revocation (status
+// accepted, grantedWithMods, revocationWarning or revocationNotification); for genm a genp
+// arrived. `*out` receives a response (caller frees with `cmpkit_response_free`) whenever
+// the exchange got that far that the peer said something — on success, and also on failures
+// such as `CMPKIT_RESULT_REJECTED`, `CMPKIT_RESULT_PEER_ERROR` or
+// `CMPKIT_RESULT_POLLING_TIMEOUT`, so that the peer's status can be read; otherwise `*out`
+// is set to NULL. This is the one exception to "out-parameters are written only on
+// success". `out` may be NULL if the caller does not want the response.
 cmpkit_result cmpkit_execute(struct cmpkit_ctx *ctx,
                              const struct cmpkit_request *req,
                              struct cmpkit_response **out);
 
-// Start a transaction for `req` without sending anything: the caller moves the bytes.
+// Start a transaction for `req` (any operation) without sending anything: the caller moves
+// the bytes.
 //
-// Loop: `cmpkit_transaction_request` gives the bytes to send; feed the answer to
+// Loop: wait `cmpkit_transaction_wait_ms` (non-zero only while polling); then
+// `cmpkit_transaction_request` gives the bytes to send; feed the answer to
 // `cmpkit_transaction_feed`; stop when `cmpkit_transaction_is_done` says 1. The caller frees
 // the transaction with `cmpkit_transaction_free`.
 cmpkit_result cmpkit_transaction_start(struct cmpkit_ctx *ctx,
@@ -561,9 +728,20 @@ cmpkit_result cmpkit_transaction_request(const struct cmpkit_transaction *tx,
 
 // Feed the server's answer to the last request. Returns the outcome of checking it; a
 // failure ends the transaction (the transaction handle stays valid for reading).
+//
+// When the answer asks to poll again later than the context's polling deadline allows
+// (counted from `cmpkit_transaction_start`), the transaction ends here with
+// `CMPKIT_RESULT_POLLING_TIMEOUT`, as `cmpkit_execute` would end it.
 cmpkit_result cmpkit_transaction_feed(struct cmpkit_transaction *tx,
                                       const uint8_t *rsp,
                                       size_t rsp_len);
+
+// Milliseconds to wait before sending the pending request (`cmpkit_transaction_request`),
+// for an event loop's timer: 0 = send it now; more while polling, when the server asked to
+// come back later (`checkAfter` of a pollRep). The value counts down: it is the time left
+// from now, measured from the `cmpkit_transaction_feed` that delivered the pollRep.
+// -1 when the transaction is done (nothing to send) or `tx` is NULL.
+int64_t cmpkit_transaction_wait_ms(const struct cmpkit_transaction *tx);
 
 // End the transaction because the transfer failed (e.g. a timeout in the caller's event
 // loop); `detail` (may be NULL) is kept as the failure's description.
@@ -572,7 +750,7 @@ cmpkit_result cmpkit_transaction_abort(struct cmpkit_transaction *tx, const char
 // 1 when the transaction is over (successfully or not), 0 while a request awaits an answer.
 int32_t cmpkit_transaction_is_done(const struct cmpkit_transaction *tx);
 
-// The transaction's final result: OK once the certificate is issued and confirmed;
+// The transaction's final result: OK once the operation succeeded (as for `cmpkit_execute`);
 // `CMPKIT_RESULT_INVALID_STATE` while still running; the failure otherwise.
 cmpkit_result cmpkit_transaction_result(const struct cmpkit_transaction *tx);
 

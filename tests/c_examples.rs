@@ -145,6 +145,17 @@ impl Setup {
         Setup { dir, key, server }
     }
 
+    /// A mock server answering with its default certificate (`new.crt`, the one it revokes);
+    /// `key` is `new.key`.
+    fn with_default_cert(prefix: &str) -> Setup {
+        let pki = common::pki();
+        Setup {
+            dir: common::new_work_dir(prefix),
+            key: pki.join("new.key"),
+            server: MockServer::start(pki, None, &[]),
+        }
+    }
+
     fn out_key(&self) -> PathBuf {
         self.dir.join("out.key")
     }
@@ -406,10 +417,341 @@ fn c_examples_leak_nothing_under_valgrind() {
         "--errors-for-leak-kinds=definite,indirect",
         "--error-exitcode=99",
     ];
-    for name in ["enroll", "external_key"] {
+    for name in ["enroll", "external_key", "event_loop"] {
         let exe = compile(name);
         let s = Setup::new(&format!("c-valgrind-{name}"), &[]);
         let out = s.run(&valgrind, &exe, &s.args(common::SECRET, &[]));
         s.assert_enrolled(&format!("{name} under valgrind"), &out);
     }
+    // renew (kur), revoke (rr) and cacerts (genm) under valgrind too.
+    let r = Renewal::new("c-valgrind-renew");
+    let out = r.setup.run(&valgrind, &compile("renew"), &r.args());
+    r.assert_renewed("renew under valgrind", &out);
+    let s = Setup::with_default_cert("c-valgrind-revoke");
+    let out = s.run(
+        &valgrind,
+        &compile("revoke"),
+        &revoke_args(&s, "new", &["--reason", "1"]),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "revoke under valgrind: {}",
+        describe(&out)
+    );
+    let s = Setup::new("c-valgrind-cacerts", &[]);
+    let out = s.run(&valgrind, &compile("cacerts"), &cacerts_args(&s, &[]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cacerts under valgrind: {}",
+        describe(&out)
+    );
+}
+
+// ---------------------------------------------------------------- kur, rr, genm, polling
+
+/// A file of the test PKI (`new.crt`, `new.key`, `root.crt`, ...).
+fn pki_file(name: &str) -> PathBuf {
+    common::pki().join(name)
+}
+
+/// A renewal: a new key, and a mock server answering the kur with a certificate for it that
+/// has the issuer and serial of `new.crt` (0x30), which is what the 3.0 mock compares the
+/// kur's oldCertID against.
+struct Renewal {
+    setup: Setup,
+    new_key: PathBuf,
+}
+
+impl Renewal {
+    fn new(prefix: &str) -> Renewal {
+        let pki = common::pki();
+        let dir = common::new_work_dir(prefix);
+        let new_key = dir.join("new-key.pem");
+        let public = dir.join("new-pub.pem");
+        let rsp = dir.join("kup.crt");
+        openssl(&[
+            OsStr::new("genpkey"),
+            OsStr::new("-algorithm"),
+            OsStr::new("EC"),
+            OsStr::new("-pkeyopt"),
+            OsStr::new("ec_paramgen_curve:P-256"),
+            OsStr::new("-out"),
+            new_key.as_os_str(),
+        ]);
+        openssl(&[
+            OsStr::new("pkey"),
+            OsStr::new("-in"),
+            new_key.as_os_str(),
+            OsStr::new("-pubout"),
+            OsStr::new("-out"),
+            public.as_os_str(),
+        ]);
+        openssl(&[
+            OsStr::new("x509"),
+            OsStr::new("-new"),
+            OsStr::new("-subj"),
+            OsStr::new("/CN=CMP Interop Client"),
+            OsStr::new("-force_pubkey"),
+            public.as_os_str(),
+            OsStr::new("-CA"),
+            pki.join("ca.crt").as_os_str(),
+            OsStr::new("-CAkey"),
+            pki.join("ca.key").as_os_str(),
+            OsStr::new("-set_serial"),
+            OsStr::new("0x30"),
+            OsStr::new("-days"),
+            OsStr::new("365"),
+            OsStr::new("-sha256"),
+            OsStr::new("-extfile"),
+            pki.join("ext.cnf").as_os_str(),
+            OsStr::new("-extensions"),
+            OsStr::new("v3_ee"),
+            OsStr::new("-out"),
+            rsp.as_os_str(),
+        ]);
+        let server = MockServer::start(pki, Some(&rsp), &[]);
+        Renewal {
+            setup: Setup {
+                dir,
+                key: new_key.clone(),
+                server,
+            },
+            new_key,
+        }
+    }
+
+    /// renew URL new.crt new.key OUT_KEY OUT_CERT --key NEW_KEY --trust root.crt
+    fn args(&self) -> Vec<String> {
+        let s = &self.setup;
+        [
+            s.server.url.clone(),
+            pki_file("new.crt").display().to_string(),
+            pki_file("new.key").display().to_string(),
+            s.out_key().display().to_string(),
+            s.out_cert().display().to_string(),
+            "--key".to_owned(),
+            self.new_key.display().to_string(),
+            "--trust".to_owned(),
+            pki_file("root.crt").display().to_string(),
+        ]
+        .to_vec()
+    }
+
+    /// Exit 0, "renewed", and the written certificate and key are the new key's.
+    fn assert_renewed(&self, what: &str, out: &Output) {
+        let s = &self.setup;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}\nserver log:\n{}",
+            describe(out),
+            s.server.log()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("status: accepted"), "{what}: {stdout}");
+        assert!(stdout.contains("renewed: wrote"), "{what}: {stdout}");
+        let pubkey = |args: &[&OsStr]| String::from_utf8_lossy(&openssl(args).stdout).into_owned();
+        let cert_pub = pubkey(&[
+            OsStr::new("x509"),
+            OsStr::new("-in"),
+            s.out_cert().as_os_str(),
+            OsStr::new("-pubkey"),
+            OsStr::new("-noout"),
+        ]);
+        let new_pub = pubkey(&[
+            OsStr::new("pkey"),
+            OsStr::new("-in"),
+            self.new_key.as_os_str(),
+            OsStr::new("-pubout"),
+        ]);
+        let written_pub = pubkey(&[
+            OsStr::new("pkey"),
+            OsStr::new("-in"),
+            s.out_key().as_os_str(),
+            OsStr::new("-pubout"),
+        ]);
+        let old_pub = pubkey(&[
+            OsStr::new("pkey"),
+            OsStr::new("-in"),
+            pki_file("new.key").as_os_str(),
+            OsStr::new("-pubout"),
+        ]);
+        assert_eq!(
+            cert_pub, new_pub,
+            "{what}: the certificate does not carry the new key"
+        );
+        assert_eq!(written_pub, new_pub, "{what}: OUT_KEY.pem is another key");
+        assert_ne!(cert_pub, old_pub, "{what}: still the old key");
+    }
+}
+
+#[test]
+fn renew_c_example_updates_the_key_with_kur_signed_by_the_old_key() {
+    if !common::available_or_skip("renew_c_example_updates_the_key_with_kur_signed_by_the_old_key")
+    {
+        return;
+    }
+    let r = Renewal::new("c-renew");
+    let out = r.setup.run(&[], &compile("renew"), &r.args());
+    r.assert_renewed("renew", &out);
+    let log = r.setup.server.log();
+    assert!(
+        log.matches("Received request").count() >= 2,
+        "kur and certConf should reach the server:\n{log}"
+    );
+}
+
+/// revoke URL <name>.crt <name>.key --trust root.crt, then `extra`.
+fn revoke_args(s: &Setup, name: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        s.server.url.clone(),
+        pki_file(&format!("{name}.crt")).display().to_string(),
+        pki_file(&format!("{name}.key")).display().to_string(),
+        "--trust".to_owned(),
+        pki_file("root.crt").display().to_string(),
+    ];
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+#[test]
+fn revoke_c_example_revokes_the_cert_the_mock_issued() {
+    if !common::available_or_skip("revoke_c_example_revokes_the_cert_the_mock_issued") {
+        return;
+    }
+    // The mock's default response cert is new.crt: that is the one it agrees to revoke.
+    let s = Setup::with_default_cert("c-revoke");
+    let out = s.run(
+        &[],
+        &compile("revoke"),
+        &revoke_args(&s, "new", &["--reason", "1"]),
+    );
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(0), "{text}\nserver log:\n{}", s.server.log());
+    assert!(text.contains("revoked: accepted (status 0)"), "{text}");
+}
+
+#[test]
+fn revoke_c_example_reports_the_refusal_of_a_cert_the_mock_did_not_issue() {
+    if !common::available_or_skip(
+        "revoke_c_example_reports_the_refusal_of_a_cert_the_mock_did_not_issue",
+    ) {
+        return;
+    }
+    let s = Setup::with_default_cert("c-revoke-other");
+    let out = s.run(&[], &compile("revoke"), &revoke_args(&s, "client", &[]));
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("revocation failed: peer-error"), "{text}");
+    // The mock's status: rejection with its own statusString.
+    assert!(text.contains("the server said: rejection"), "{text}");
+    assert!(text.to_lowercase().contains("not accepted"), "{text}");
+    assert!(!text.contains("revoked:"), "{text}");
+}
+
+#[test]
+fn revoke_c_example_refuses_a_reason_that_is_no_crl_reason() {
+    if !common::available_or_skip("revoke_c_example_refuses_a_reason_that_is_no_crl_reason") {
+        return;
+    }
+    let exe = compile("revoke");
+    let out = Command::new(&exe)
+        .args(["http://127.0.0.1:1/", "c.pem", "k.pem", "--reason", "11"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run revoke");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+/// cacerts URL SECRET REF --recipient DN, then `extra`.
+fn cacerts_args(s: &Setup, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        s.server.url.clone(),
+        common::SECRET.to_owned(),
+        common::REF.to_owned(),
+        "--recipient".to_owned(),
+        common::RECIPIENT.to_owned(),
+    ];
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+#[test]
+fn cacerts_c_example_prints_what_the_genp_brought_back() {
+    if !common::available_or_skip("cacerts_c_example_prints_what_the_genp_brought_back") {
+        return;
+    }
+    let s = Setup::new("c-cacerts", &[]);
+    let out = s.run(&[], &compile("cacerts"), &cacerts_args(&s, &[]));
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(0), "{text}\nserver log:\n{}", s.server.log());
+    // The 3.0 mock echoes the request's InfoTypeAndValue, without value.
+    assert!(text.contains("genp values: 1"), "{text}");
+    assert!(text.contains("  1.3.6.1.5.5.7.4.17: no value"), "{text}");
+    assert!(
+        text.contains("caCerts: none (the server sent no caCerts value)"),
+        "{text}"
+    );
+    drop(s);
+    // signKeyPairTypes (id-it 1) through cmpkit_request_new_genm + cmpkit_request_add_itav.
+    let s = Setup::new("c-cacerts-itav", &[]);
+    let out = s.run(
+        &[],
+        &compile("cacerts"),
+        &cacerts_args(&s, &["--itav", "1.3.6.1.5.5.7.4.1"]),
+    );
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(0), "{text}\nserver log:\n{}", s.server.log());
+    assert!(text.contains("genp values: 1"), "{text}");
+    assert!(text.contains("  1.3.6.1.5.5.7.4.1: no value"), "{text}");
+    assert!(!text.contains("1.3.6.1.5.5.7.4.17"), "{text}");
+    assert!(text.contains("caCerts: none"), "{text}");
+}
+
+#[test]
+fn cacerts_c_example_with_a_wrong_secret_fails_with_exit_1() {
+    if !common::available_or_skip("cacerts_c_example_with_a_wrong_secret_fails_with_exit_1") {
+        return;
+    }
+    let s = Setup::new("c-cacerts-wrong", &[]);
+    let mut args = cacerts_args(&s, &[]);
+    args[1] = "not-the-secret".to_owned();
+    let out = s.run(&[], &compile("cacerts"), &args);
+    let (code, text) = failure_text(&out);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("genm failed: mac-mismatch"), "{text}");
+}
+
+#[test]
+fn event_loop_c_example_schedules_the_poll_requests_itself() {
+    if !common::available_or_skip("event_loop_c_example_schedules_the_poll_requests_itself") {
+        return;
+    }
+    let s = Setup::new("c-event-loop", &["-poll_count", "2", "-check_after", "1"]);
+    let started = std::time::Instant::now();
+    let out = s.run(&[], &compile("event_loop"), &s.args(common::SECRET, &[]));
+    let elapsed = started.elapsed();
+    let stdout = s.assert_enrolled("event_loop", &out);
+    let rounds: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("poll rounds: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no poll rounds in {stdout}"));
+    assert!(rounds >= 1, "{stdout}");
+    assert!(
+        stdout.contains("server asks to poll again in "),
+        "the loop never waited: {stdout}"
+    );
+    // cr, pollReq x2 (the first right away, the second after checkAfter), certConf.
+    assert!(stdout.contains("round trips: 4"), "{stdout}");
+    assert!(elapsed >= std::time::Duration::from_secs(1), "{elapsed:?}");
+    let waited_ms: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("waited: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no waited line in {stdout}"));
+    assert!(waited_ms >= 900, "{stdout}");
 }

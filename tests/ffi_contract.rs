@@ -369,3 +369,388 @@ fn transfer_callback_failure_and_garbage_answers_get_their_own_codes() {
         cmpkit_ctx_free(ctx);
     }
 }
+
+/// A self-signed P-256 certificate and its key as PEM.
+fn self_signed_pem() -> (Vec<u8>, Vec<u8>) {
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, x509::X509Builder};
+    let key = PKey::ec_gen("prime256v1").unwrap();
+    let mut b = X509Builder::new().unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (
+        b.build().to_pem().unwrap(),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+#[test]
+fn new_request_constructors_check_their_arguments() {
+    let (cert, key_pem) = self_signed_pem();
+    // SAFETY: exercising the C API with NULL and bad arguments; valid handles otherwise.
+    unsafe {
+        let mut key = null_mut();
+        assert_eq!(
+            cmpkit_key_from_pem_or_der(key_pem.as_ptr(), key_pem.len(), &mut key),
+            ErrorCode::Ok
+        );
+        let mut other = null_mut();
+        assert_eq!(
+            cmpkit_key_generate(KeyKind::EcP256 as u32, 0, &mut other),
+            ErrorCode::Ok
+        );
+        let mut req = null_mut();
+        // cr
+        assert_eq!(
+            cmpkit_request_new_cr(null(), &mut req),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_cr(key, null_mut()),
+            ErrorCode::NullArgument
+        );
+        // kur
+        assert_eq!(
+            cmpkit_request_new_kur(null(), cert.as_ptr(), cert.len(), key, &mut req),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_kur(other, null(), 3, key, &mut req),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_kur(other, null(), 0, key, &mut req),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_kur(other, b"junk".as_ptr(), 4, key, &mut req),
+            ErrorCode::BadCertificate
+        );
+        assert_eq!(
+            cmpkit_request_new_kur(other, cert.as_ptr(), cert.len(), other, &mut req),
+            ErrorCode::CertKeyMismatch,
+            "old_key must be old_cert's key"
+        );
+        assert_eq!(
+            cmpkit_request_new_kur(other, cert.as_ptr(), cert.len(), key, null_mut()),
+            ErrorCode::NullArgument
+        );
+        assert!(req.is_null(), "no handle written on failure");
+        // p10cr
+        assert_eq!(
+            cmpkit_request_new_p10cr(null(), 9, &mut req),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_p10cr(b"junk".as_ptr(), 4, &mut req),
+            ErrorCode::InvalidArgument
+        );
+        let bad_pem =
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+        assert_eq!(
+            cmpkit_request_new_p10cr(bad_pem.as_ptr(), bad_pem.len(), &mut req),
+            ErrorCode::InvalidArgument
+        );
+        // rr
+        assert_eq!(
+            cmpkit_request_new_rr(null(), 5, -1, null(), &mut req),
+            ErrorCode::NullArgument
+        );
+        for reason in [7, 11, -2, 300] {
+            assert_eq!(
+                cmpkit_request_new_rr(cert.as_ptr(), cert.len(), reason, null(), &mut req),
+                ErrorCode::InvalidArgument,
+                "reason {reason}"
+            );
+            assert!(last_error().contains("CRLReason"));
+        }
+        assert_eq!(
+            cmpkit_request_new_rr(cert.as_ptr(), cert.len(), 1, other, &mut req),
+            ErrorCode::CertKeyMismatch
+        );
+        assert_eq!(
+            cmpkit_request_new_rr(cert.as_ptr(), cert.len(), -1, key, null_mut()),
+            ErrorCode::NullArgument
+        );
+        // genm
+        assert_eq!(cmpkit_request_new_genm(null_mut()), ErrorCode::NullArgument);
+        assert_eq!(
+            cmpkit_request_new_genm_ca_certs(null_mut()),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_cert_req_template(null_mut()),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_key_pair_types(null_mut()),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_root_ca_update(null(), 4, &mut req),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_root_ca_update(b"junk".as_ptr(), 4, &mut req),
+            ErrorCode::BadCertificate
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_crl_update(null(), 0, &mut req),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_crl_update(null(), 1, &mut req),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_new_genm_crl_update(b"junk".as_ptr(), 4, &mut req),
+            ErrorCode::InvalidArgument
+        );
+        assert!(req.is_null(), "no handle written on failure");
+
+        // Each valid constructor makes a handle.
+        let mut made = Vec::new();
+        let rc = cmpkit_request_new_cr(key, &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_kur(other, cert.as_ptr(), cert.len(), key, &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_kur(other, cert.as_ptr(), cert.len(), null(), &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_rr(cert.as_ptr(), cert.len(), 4, key, &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_rr(cert.as_ptr(), cert.len(), -1, null(), &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_genm_root_ca_update(cert.as_ptr(), cert.len(), &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_genm_root_ca_update(null(), 0, &mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_genm_ca_certs(&mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_genm_cert_req_template(&mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        let rc = cmpkit_request_new_genm_key_pair_types(&mut req);
+        assert_eq!(rc, ErrorCode::Ok, "{}", last_error());
+        assert!(!req.is_null());
+        made.push(std::mem::replace(&mut req, null_mut()));
+        // Subject and SANs apply to ir/cr/kur only; InfoTypeAndValues to genm only.
+        let (cr, kur, rr, genm) = (made[0], made[1], made[3], made[7]);
+        assert_eq!(
+            cmpkit_request_set_subject(kur, c"/CN=new".as_ptr()),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_request_set_subject(rr, c"/CN=x".as_ptr()),
+            ErrorCode::InvalidState
+        );
+        assert_eq!(
+            cmpkit_request_add_san(genm, SanKind::Dns as u32, c"x".as_ptr()),
+            ErrorCode::InvalidState
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(cr, c"1.3.6.1.5.5.7.4.1".as_ptr(), null(), 0),
+            ErrorCode::InvalidState
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(null_mut(), c"1.2.3".as_ptr(), null(), 0),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(genm, null(), null(), 0),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(genm, c"not.an.oid".as_ptr(), null(), 0),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(genm, c"1.2.3".as_ptr(), null(), 2),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(genm, c"1.2.3".as_ptr(), b"\x04\x05ab".as_ptr(), 4),
+            ErrorCode::InvalidArgument,
+            "a truncated DER element"
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(genm, c"1.2.3".as_ptr(), b"\x04\x02ab".as_ptr(), 4),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_request_add_itav(genm, c"1.3.6.1.5.5.7.4.1".as_ptr(), null(), 0),
+            ErrorCode::Ok
+        );
+        for r in made {
+            cmpkit_request_free(r);
+        }
+        cmpkit_key_free(key);
+        cmpkit_key_free(other);
+    }
+}
+
+#[test]
+fn new_ctx_setters_and_getters_handle_null_and_bad_values() {
+    // SAFETY: exercising the C API with NULL and bad arguments; valid handles otherwise.
+    unsafe {
+        assert_eq!(
+            cmpkit_ctx_set_polling_deadline(null_mut(), 5),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_ctx_set_message_time_tolerance(null_mut(), 5),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_ctx_set_require_cmc_eku(null_mut(), 1),
+            ErrorCode::NullArgument
+        );
+        let mut ctx = null_mut();
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_polling_deadline(ctx, 0),
+            ErrorCode::InvalidArgument
+        );
+        assert!(!cmpkit_ctx_last_error(ctx).is_null());
+        assert_eq!(cmpkit_ctx_set_polling_deadline(ctx, 60), ErrorCode::Ok);
+        assert_eq!(cmpkit_ctx_set_message_time_tolerance(ctx, 0), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_message_time_tolerance(ctx, 300),
+            ErrorCode::Ok
+        );
+        assert_eq!(cmpkit_ctx_set_require_cmc_eku(ctx, 1), ErrorCode::Ok);
+        cmpkit_ctx_free(ctx);
+
+        // Transaction and response getters on NULL.
+        assert_eq!(cmpkit_transaction_wait_ms(null()), -1);
+        assert_eq!(cmpkit_response_poll_rounds(null()), 0);
+        assert_eq!(cmpkit_response_genp_count(null()), 0);
+        assert_eq!(cmpkit_response_crl_count(null()), 0);
+        let (mut oid, mut val, mut len) = (null(), null(), 0usize);
+        assert_eq!(
+            cmpkit_response_genp_at(null(), 0, &mut oid, &mut val, &mut len),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_response_crl_at(null(), 0, &mut val, &mut len),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_response_root_ca_update(null(), null(), 0, &mut val, &mut len),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_response_cert_count(null(), CertList::GenpCaCerts as u32),
+            0
+        );
+    }
+}
+
+unsafe extern "C" fn no_answer(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *mut cmpkit_buffer,
+) -> i32 {
+    1
+}
+
+#[test]
+fn transaction_of_a_genm_waits_zero_then_minus_one_and_its_response_has_no_genp() {
+    // SAFETY: valid handles; the callback ignores its arguments.
+    unsafe {
+        let (mut ctx, mut req, mut tx) = (null_mut(), null_mut(), null_mut());
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_secret(ctx, b"s".as_ptr(), 1, b"r".as_ptr(), 1),
+            ErrorCode::Ok
+        );
+        assert_eq!(cmpkit_request_new_genm_ca_certs(&mut req), ErrorCode::Ok);
+        assert_eq!(cmpkit_transaction_start(ctx, req, &mut tx), ErrorCode::Ok);
+        cmpkit_request_free(req);
+        assert_eq!(cmpkit_transaction_wait_ms(tx), 0, "send the genm now");
+        assert_eq!(
+            cmpkit_transaction_feed(tx, [0x30u8, 0x00].as_ptr(), 2),
+            ErrorCode::MalformedMessage
+        );
+        assert_eq!(cmpkit_transaction_wait_ms(tx), -1, "done");
+        let mut rsp = null_mut();
+        assert_eq!(cmpkit_transaction_response(tx, &mut rsp), ErrorCode::Ok);
+        assert_eq!(cmpkit_response_genp_count(rsp), 0);
+        assert_eq!(cmpkit_response_poll_rounds(rsp), 0);
+        assert_eq!(
+            cmpkit_response_cert_count(rsp, CertList::GenpCaCerts as u32),
+            0
+        );
+        let (mut oid, mut val, mut len) = (null(), null(), 0usize);
+        assert_eq!(
+            cmpkit_response_genp_at(rsp, 0, &mut oid, &mut val, &mut len),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            cmpkit_response_genp_at(rsp, 0, null_mut(), &mut val, &mut len),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_response_cert_at(rsp, CertList::GenpCaCerts as u32, 0, &mut val, &mut len),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            cmpkit_response_crl_at(rsp, 0, &mut val, &mut len),
+            ErrorCode::NotFound
+        );
+        let (root, _) = self_signed_pem();
+        assert_eq!(
+            cmpkit_response_root_ca_update(rsp, root.as_ptr(), root.len(), &mut val, &mut len),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            cmpkit_response_root_ca_update(rsp, null(), 0, &mut val, &mut len),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            cmpkit_response_root_ca_update(rsp, root.as_ptr(), root.len(), null_mut(), &mut len),
+            ErrorCode::NullArgument
+        );
+        assert!(val.is_null(), "out-params untouched on failure");
+        cmpkit_response_free(rsp);
+        cmpkit_transaction_free(tx);
+        // execute over a failing transfer: no response for a genm either.
+        let mut req = null_mut();
+        assert_eq!(
+            cmpkit_request_new_genm_key_pair_types(&mut req),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_ctx_set_transfer(ctx, Some(no_answer), null_mut()),
+            ErrorCode::Ok
+        );
+        let mut rsp = std::ptr::dangling_mut::<cmpkit_response>();
+        assert_eq!(
+            cmpkit_execute(ctx, req, &mut rsp),
+            ErrorCode::TransferFailed
+        );
+        assert!(rsp.is_null());
+        cmpkit_request_free(req);
+        cmpkit_ctx_free(ctx);
+    }
+}

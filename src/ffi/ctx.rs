@@ -96,6 +96,9 @@ pub struct cmpkit_ctx {
     unprotected_errors: bool,
     max_iterations: Option<u64>,
     max_message_size: usize,
+    polling_deadline: Duration,
+    message_time_tolerance: Option<Duration>,
+    require_cmc_eku: bool,
     transfer: TransferSetting,
     /// The configuration built from the settings; rebuilt after a change.
     built: Option<Arc<ClientConfig>>,
@@ -146,6 +149,9 @@ impl cmpkit_ctx {
             implicit_confirm: self.implicit_confirm,
             unprotected_errors: self.unprotected_errors,
             max_message_size: self.max_message_size,
+            polling_deadline: self.polling_deadline,
+            message_time_tolerance: self.message_time_tolerance,
+            require_cmc_eku: self.require_cmc_eku,
             ..ClientConfig::default()
         };
         if let Some(n) = self.max_iterations {
@@ -208,7 +214,8 @@ impl Transfer for CtxTransfer<'_> {
 }
 
 /// Create a client context with default settings (PBM for MAC protection, 1 MiB message
-/// limit, 30 s HTTP timeout). The caller frees it with `cmpkit_ctx_free`.
+/// limit, 30 s HTTP timeout, 300 s polling deadline, no messageTime check, no cmcCA/cmcRA
+/// check). The caller frees it with `cmpkit_ctx_free`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_ctx_new(out: *mut *mut cmpkit_ctx) -> ErrorCode {
     super::util::guard(|| {
@@ -224,6 +231,9 @@ pub unsafe extern "C" fn cmpkit_ctx_new(out: *mut *mut cmpkit_ctx) -> ErrorCode 
             unprotected_errors: false,
             max_iterations: None,
             max_message_size: crate::message::DEFAULT_MAX_MESSAGE_SIZE,
+            polling_deadline: crate::client::DEFAULT_POLLING_DEADLINE,
+            message_time_tolerance: None,
+            require_cmc_eku: false,
             transfer: TransferSetting::None,
             built: None,
             last_error: None,
@@ -517,6 +527,57 @@ pub unsafe extern "C" fn cmpkit_ctx_set_max_message_size(
         if let TransferSetting::Http(h) = &mut c.transfer {
             h.set_max_response_size(max)?;
         }
+        c.changed();
+        Ok(())
+    })
+}
+
+/// How long a transaction may keep polling, in seconds (> 0; default 300): `cmpkit_execute`
+/// and `cmpkit_transaction_feed` end it with `CMPKIT_RESULT_POLLING_TIMEOUT` (without
+/// waiting) when the server asks to poll again later than this after the start.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_polling_deadline(
+    ctx: *mut cmpkit_ctx,
+    seconds: u32,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        if seconds == 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "the polling deadline must be at least 1 second",
+            ));
+        }
+        c.polling_deadline = Duration::from_secs(u64::from(seconds));
+        c.changed();
+        Ok(())
+    })
+}
+
+/// Check the messageTime of responses: one that differs from this machine's clock by more
+/// than `seconds` fails with `CMPKIT_RESULT_BAD_MESSAGE_TIME` (responses without messageTime
+/// are accepted). 0 turns the check off (the default).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_message_time_tolerance(
+    ctx: *mut cmpkit_ctx,
+    seconds: u32,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        c.message_time_tolerance = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
+        c.changed();
+        Ok(())
+    })
+}
+
+/// Require (non-zero) the certificate that signs responses to carry the extended key usage
+/// id-kp-cmcCA or id-kp-cmcRA (RFC 9483 §3.1), else `CMPKIT_RESULT_MISSING_CMC_EKU`; 0 (the
+/// default) does not check it. MAC-protected responses are not affected.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_require_cmc_eku(
+    ctx: *mut cmpkit_ctx,
+    on: i32,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        c.require_cmc_eku = on != 0;
         c.changed();
         Ok(())
     })

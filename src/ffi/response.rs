@@ -1,15 +1,34 @@
 //! `cmpkit_response`: what the peer said — status, failInfo, statusString, certificates.
 
-use super::util::{borrow_out, c_string, copy_out, free_handle, guard, try_ref};
+use super::util::{
+    borrow_out, c_string, copy_out, free_handle, guard, try_bytes, try_ref, write_out,
+};
+use crate::asn1::genm::RootCaKeyUpdateContent;
+use crate::asn1::oid;
 use crate::client::Response;
+use crate::crypto::cert::parse_pem_or_der;
 use crate::error::{Error, ErrorCode};
+use der::{Decode, Encode};
 use std::ffi::{c_char, CString};
+
+/// One genp InfoTypeAndValue as C sees it: the OID as text, the value as DER.
+struct GenpEntry {
+    oid: CString,
+    value: Option<Vec<u8>>,
+}
 
 /// The outcome of a transaction. Immutable; may be read from several threads.
 pub struct cmpkit_response {
     inner: Response,
     status_text: Option<CString>,
     summary: CString,
+    genp: Vec<GenpEntry>,
+    /// caCerts of a genp (empty if absent), or why they do not decode.
+    ca_certs: Result<Vec<Vec<u8>>, Error>,
+    /// crls of a genp (empty if absent), or why they do not decode.
+    crls: Result<Vec<Vec<u8>>, Error>,
+    /// newWithNew of a genp rootCaKeyUpdate, DER, as received (handed out once verified).
+    new_root: Option<Vec<u8>>,
 }
 
 impl cmpkit_response {
@@ -24,10 +43,30 @@ impl cmpkit_response {
             Some(s) => s.to_string(),
             None => "no status".to_owned(),
         });
+        let genp = inner
+            .genp
+            .iter()
+            .map(|i| GenpEntry {
+                oid: c_string(&i.oid.to_string()),
+                value: i.value.as_ref().and_then(|v| v.to_der().ok()),
+            })
+            .collect();
+        let ca_certs = inner.ca_certs().map(Option::unwrap_or_default);
+        let crls = inner.crls().map(Option::unwrap_or_default);
+        let new_root = inner
+            .genp_value(&oid::IT_ROOT_CA_KEY_UPDATE)
+            .and_then(|i| i.value.as_ref())
+            .and_then(|v| v.to_der().ok())
+            .and_then(|d| RootCaKeyUpdateContent::from_der(&d).ok())
+            .and_then(|c| c.new_with_new.to_der().ok());
         cmpkit_response {
             inner,
             status_text,
             summary,
+            genp,
+            ca_certs,
+            crls,
+            new_root,
         }
     }
 }
@@ -141,14 +180,19 @@ pub unsafe extern "C" fn cmpkit_response_cert_pem(
 pub enum CertList {
     /// caPubs: CA certificates the CA suggests trusting (from ip).
     CaPubs = 1,
-    /// extraCerts of the certificate response (chain of the new certificate, the CA's own).
+    /// extraCerts of the response (chain of the new certificate, the CA's own).
     ExtraCerts = 2,
+    /// The CA certificates of a genp answering a caCerts genm (id-it-caCerts). Empty when the
+    /// genp has no caCerts value; `cmpkit_response_cert_at` fails with
+    /// `CMPKIT_RESULT_BAD_MESSAGE_CONTENT` if the value does not decode.
+    GenpCaCerts = 3,
 }
 
 fn list(r: &cmpkit_response, which: u32) -> Result<&[Vec<u8>], Error> {
     match which {
         1 => Ok(&r.inner.ca_pubs),
         2 => Ok(&r.inner.extra_certs),
+        3 => r.ca_certs.as_deref().map_err(Clone::clone),
         w => Err(Error::new(
             ErrorCode::InvalidArgument,
             format!("unknown certificate list {w}"),
@@ -191,5 +235,167 @@ pub unsafe extern "C" fn cmpkit_response_cert_at(
         })?;
         // SAFETY: out-params are NULL or writable.
         unsafe { borrow_out(c, der, der_len) }
+    })
+}
+
+/// How many pollRep messages arrived, i.e. how often the server said "not yet, ask again"
+/// (0 without polling or for a NULL response).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_poll_rounds(rsp: *const cmpkit_response) -> u32 {
+    let mut n = 0;
+    guard(|| {
+        // SAFETY: NULL or a live response handle.
+        n = unsafe { try_ref(rsp, "rsp") }?.inner.poll_rounds;
+        Ok(())
+    });
+    n
+}
+
+/// How many InfoTypeAndValues the genp held (0 for other responses or a NULL response).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_genp_count(rsp: *const cmpkit_response) -> usize {
+    let mut n = 0;
+    guard(|| {
+        // SAFETY: NULL or a live response handle.
+        n = unsafe { try_ref(rsp, "rsp") }?.genp.len();
+        Ok(())
+    });
+    n
+}
+
+/// InfoTypeAndValue `index` of the genp: `*oid` gets its type as dotted text
+/// (`"1.3.6.1.5.5.7.4.17"`), `*value`/`*value_len` its value as one DER element — NULL and 0
+/// when it has no value (e.g. a server that echoes the request). Both borrowed until the
+/// response is freed. `CMPKIT_RESULT_NOT_FOUND` if `index` is out of range.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_genp_at(
+    rsp: *const cmpkit_response,
+    index: usize,
+    oid: *mut *const c_char,
+    value: *mut *const u8,
+    value_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live response handle.
+        let r = unsafe { try_ref(rsp, "rsp") }?;
+        if oid.is_null() || value.is_null() || value_len.is_null() {
+            return Err(Error::new(
+                ErrorCode::NullArgument,
+                "oid, value or value_len is NULL",
+            ));
+        }
+        let e = r.genp.get(index).ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                format!("index {index} of {} genp values", r.genp.len()),
+            )
+        })?;
+        // SAFETY: the out-params are checked non-NULL and writable per the contract.
+        unsafe {
+            write_out(oid, e.oid.as_ptr(), "oid")?;
+            match &e.value {
+                Some(v) => borrow_out(v, value, value_len),
+                None => {
+                    value.write(std::ptr::null());
+                    value_len.write(0);
+                    Ok(())
+                }
+            }
+        }
+    })
+}
+
+/// How many CRLs the genp holds (id-it-crls, the answer to a CRL update genm); 0 if none,
+/// for other responses or a NULL response.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_crl_count(rsp: *const cmpkit_response) -> usize {
+    let mut n = 0;
+    guard(|| {
+        // SAFETY: NULL or a live response handle.
+        let r = unsafe { try_ref(rsp, "rsp") }?;
+        n = r.crls.as_ref().map_or(0, Vec::len);
+        Ok(())
+    });
+    n
+}
+
+/// CRL `index` of the genp as DER, borrowed until the response is freed.
+/// `CMPKIT_RESULT_NOT_FOUND` if `index` is out of range, `CMPKIT_RESULT_BAD_MESSAGE_CONTENT`
+/// if the genp's crls value does not decode.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_crl_at(
+    rsp: *const cmpkit_response,
+    index: usize,
+    der: *mut *const u8,
+    der_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live response handle.
+        let r = unsafe { try_ref(rsp, "rsp") }?;
+        let crls = r.crls.as_ref().map_err(Clone::clone)?;
+        let c = crls.get(index).ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                format!("index {index} of {} CRLs", crls.len()),
+            )
+        })?;
+        // SAFETY: out-params are NULL or writable.
+        unsafe { borrow_out(c, der, der_len) }
+    })
+}
+
+/// The new root CA certificate of a genp rootCaKeyUpdate (the answer to
+/// `cmpkit_request_new_genm_root_ca_update`), verified against the root trusted now
+/// (`old_root`, PEM or DER): newWithNew must be self-signed; newWithOld, if sent, must carry
+/// the new key and verify with the old root's key; oldWithNew, if sent, must carry the old
+/// key and verify with the new key. On success `*new_root`/`*new_root_len` point to
+/// newWithNew as DER, borrowed until the response is freed.
+///
+/// `CMPKIT_RESULT_NOT_FOUND` when the genp has no update (no rootCaKeyUpdate value: the CA
+/// has no new root); `CMPKIT_RESULT_ROOT_CA_UPDATE_INVALID` when a check fails.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_root_ca_update(
+    rsp: *const cmpkit_response,
+    old_root: *const u8,
+    old_root_len: usize,
+    new_root: *mut *const u8,
+    new_root_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live response handle; a buffer of `old_root_len` bytes.
+        let (r, old) = unsafe {
+            (
+                try_ref(rsp, "rsp")?,
+                try_bytes(old_root, old_root_len, "old_root")?,
+            )
+        };
+        if new_root.is_null() || new_root_len.is_null() {
+            return Err(Error::new(
+                ErrorCode::NullArgument,
+                "new_root or new_root_len is NULL",
+            ));
+        }
+        if old.is_empty() {
+            return Err(Error::new(ErrorCode::InvalidArgument, "old_root is empty"));
+        }
+        let old = parse_pem_or_der(old)
+            .map_err(|e| e.context("old_root"))?
+            .remove(0);
+        let update = r
+            .inner
+            .root_ca_key_update(&old)?
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "the genp has no root CA key update"))?;
+        let raw = r
+            .new_root
+            .as_deref()
+            .filter(|raw| *raw == update.new_with_new.as_slice())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    "the verified newWithNew differs from the received one",
+                )
+            })?;
+        // SAFETY: out-params checked non-NULL; writable per the contract.
+        unsafe { borrow_out(raw, new_root, new_root_len) }
     })
 }
