@@ -311,6 +311,19 @@ typedef int32_t (*cmpkit_transfer_fn)(void *userdata,
                                       size_t req_len,
                                       struct cmpkit_buffer *rsp);
 
+// Decrypts a centrally generated key with the caller's private key (HSM, TPM).
+//
+// `content_info` is a DER CMS ContentInfo of type envelopedData (RFC 5652) addressed to the
+// caller's key; append the decrypted content to `out` with `cmpkit_buffer_append` and return
+// 0, or return non-zero if it cannot be decrypted.
+typedef int32_t (*cmpkit_decrypt_fn)(void *userdata,
+                                     const uint8_t *content_info,
+                                     size_t len,
+                                     struct cmpkit_buffer *out);
+
+// Releases callback userdata; called exactly once, when the last user of the key is gone.
+typedef void (*cmpkit_free_fn)(void *userdata);
+
 // Signs `tbs` with the caller's private key (HSM, TPM, secure element).
 //
 // `alg` says how (hash and padding are the callee's job; EdDSA signs `tbs` itself). Write the
@@ -323,9 +336,6 @@ typedef int32_t (*cmpkit_sign_fn)(void *userdata,
                                   size_t tbs_len,
                                   uint8_t *sig,
                                   size_t *sig_len);
-
-// Releases callback userdata; called exactly once, when the last user of the key is gone.
-typedef void (*cmpkit_free_fn)(void *userdata);
 
 #ifdef __cplusplus
 extern "C" {
@@ -435,6 +445,22 @@ cmpkit_result cmpkit_ctx_set_message_time_tolerance(struct cmpkit_ctx *ctx, uint
 // default) does not check it. MAC-protected responses are not affected.
 cmpkit_result cmpkit_ctx_set_require_cmc_eku(struct cmpkit_ctx *ctx, int32_t on);
 
+// Decrypt centrally generated keys (key transport or key agreement recipients) with `key`
+// and its certificate `cert` (PEM or DER). `key` must be an in-memory key; for a key in an
+// HSM use `cmpkit_ctx_set_decrypt_callback`. The context keeps its own reference.
+cmpkit_result cmpkit_ctx_set_decryption_key(struct cmpkit_ctx *ctx,
+                                            const struct cmpkit_key *key,
+                                            const uint8_t *cert,
+                                            size_t cert_len);
+
+// Decrypt centrally generated keys through the caller's callback (the private key stays in
+// the HSM). `free_userdata` (may be NULL) is called once with `userdata` when the callback is
+// replaced or the context is freed. Thread safety: called on the thread running the transaction.
+cmpkit_result cmpkit_ctx_set_decrypt_callback(struct cmpkit_ctx *ctx,
+                                              cmpkit_decrypt_fn decrypt,
+                                              void *userdata,
+                                              cmpkit_free_fn free_userdata);
+
 // Generate a new key pair of `kind` (a `cmpkit_key_kind`; `bits` is used for RSA only; 0
 // means 2048).
 //
@@ -504,6 +530,21 @@ cmpkit_result cmpkit_request_new_ir(const struct cmpkit_key *key, struct cmpkit_
 // context). Otherwise like `cmpkit_request_new_ir`: set the subject and subjectAltNames on
 // the request; the caller frees it with `cmpkit_request_free`.
 cmpkit_result cmpkit_request_new_cr(const struct cmpkit_key *key, struct cmpkit_request **out);
+
+// Create an ir with central key generation (RFC 9483 §4.1.6): the CA (or its key generation
+// authority) makes the key pair of `kind` (a `cmpkit_key_kind`, 0: the CA chooses; `bits`
+// for RSA) and returns the private key encrypted; read it with
+// `cmpkit_response_private_key_pkcs8`. With a shared secret the key comes encrypted with it;
+// with signature credentials set a decryption key (`cmpkit_ctx_set_decryption_key`) or
+// callback. Set subject and subjectAltNames as for `cmpkit_request_new_ir`.
+cmpkit_result cmpkit_request_new_ir_central_keygen(uint32_t kind,
+                                                   uint32_t bits,
+                                                   struct cmpkit_request **out);
+
+// Like `cmpkit_request_new_ir_central_keygen`, as a cr (for an entity that has a certificate).
+cmpkit_result cmpkit_request_new_cr_central_keygen(uint32_t kind,
+                                                   uint32_t bits,
+                                                   struct cmpkit_request **out);
 
 // Create a key update request (kur, RFC 9483 §4.1.3): certify `new_key` in place of the
 // certificate `old_cert` (PEM or DER, `old_cert_len` bytes; with several PEM certificates
@@ -691,6 +732,15 @@ cmpkit_result cmpkit_response_root_ca_update(const struct cmpkit_response *rsp,
                                              size_t old_root_len,
                                              const uint8_t **new_root,
                                              size_t *new_root_len);
+
+// Write the centrally generated private key (PKCS#8 DER, RFC 9483 §4.1.6) into `buf`
+// (capacity `cap`); its length goes to `*len`. With `buf` NULL or too small:
+// `CMPKIT_RESULT_BUFFER_TOO_SMALL` and the needed size in `*len`; `NOT_FOUND` if the response
+// carries no private key. Wipe the buffer when done.
+cmpkit_result cmpkit_response_private_key_pkcs8(const struct cmpkit_response *rsp,
+                                                uint8_t *buf,
+                                                size_t cap,
+                                                size_t *len);
 
 // Run the whole transaction for `req` (any operation) over the context's transfer,
 // blocking. While polling it sleeps as long as the server asks (`checkAfter`), up to the

@@ -754,3 +754,105 @@ fn transaction_of_a_genm_waits_zero_then_minus_one_and_its_response_has_no_genp(
         cmpkit_ctx_free(ctx);
     }
 }
+
+unsafe extern "C" fn refuse_decrypt(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *mut cmpkit_buffer,
+) -> i32 {
+    1
+}
+
+#[test]
+fn central_keygen_requests_carry_no_key_and_no_pop_and_decrypt_settings_are_checked() {
+    use cmpkit::asn1::{PkiBody, PkiMessage};
+    use der::Decode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // SAFETY: valid handles from the library; buffers sized as passed.
+    unsafe {
+        let mut ctx = null_mut();
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_secret(ctx, b"s".as_ptr(), 1, b"r".as_ptr(), 1),
+            ErrorCode::Ok
+        );
+        for kind in [0u32, KeyKind::EcP256 as u32, KeyKind::Rsa as u32] {
+            let mut req = null_mut();
+            assert_eq!(
+                cmpkit_request_new_ir_central_keygen(kind, 0, &mut req),
+                ErrorCode::Ok
+            );
+            assert_eq!(
+                cmpkit_request_set_subject(req, c"/CN=keygen".as_ptr()),
+                ErrorCode::Ok
+            );
+            let mut tx = null_mut();
+            assert_eq!(cmpkit_transaction_start(ctx, req, &mut tx), ErrorCode::Ok);
+            let (mut p, mut n) = (null(), 0usize);
+            assert_eq!(
+                cmpkit_transaction_request(tx, &mut p, &mut n),
+                ErrorCode::Ok
+            );
+            let msg = PkiMessage::from_der(std::slice::from_raw_parts(p, n)).unwrap();
+            let PkiBody::Ir(reqs) = &msg.body else {
+                panic!("not an ir")
+            };
+            assert!(reqs[0].popo.is_none(), "no POP for a key the CA generates");
+            let spki = reqs[0]
+                .cert_req
+                .cert_template
+                .subject_public_key_info
+                .as_ref();
+            match kind {
+                0 => assert!(spki.is_none(), "the CA chooses the algorithm"),
+                _ => assert!(
+                    spki.unwrap().subject_public_key.raw_bytes().is_empty(),
+                    "algorithm only, empty key"
+                ),
+            }
+            let mut rsp = null_mut();
+            assert_eq!(cmpkit_transaction_response(tx, &mut rsp), ErrorCode::Ok);
+            let mut len = 0usize;
+            assert_eq!(
+                cmpkit_response_private_key_pkcs8(rsp, null_mut(), 0, &mut len),
+                ErrorCode::NotFound
+            );
+            cmpkit_response_free(rsp);
+            cmpkit_transaction_free(tx);
+            cmpkit_request_free(req);
+        }
+        assert_eq!(
+            cmpkit_request_new_cr_central_keygen(99, 0, &mut null_mut()),
+            ErrorCode::InvalidArgument
+        );
+        // Decryption settings: NULL callback refused; the finalizer runs once, on replacement.
+        assert_eq!(
+            cmpkit_ctx_set_decrypt_callback(ctx, None, null_mut(), None),
+            ErrorCode::NullArgument
+        );
+        let freed = AtomicUsize::new(0);
+        let ud = &freed as *const AtomicUsize as *mut c_void;
+        assert_eq!(
+            cmpkit_ctx_set_decrypt_callback(ctx, Some(refuse_decrypt), ud, Some(count_free)),
+            ErrorCode::Ok
+        );
+        assert_eq!(freed.load(Ordering::SeqCst), 0);
+        let mut key = null_mut();
+        assert_eq!(
+            cmpkit_key_generate(KeyKind::EcP256 as u32, 0, &mut key),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_ctx_set_decryption_key(ctx, key, b"junk".as_ptr(), 4),
+            ErrorCode::BadCertificate
+        );
+        cmpkit_key_free(key);
+        cmpkit_ctx_free(ctx);
+        assert_eq!(
+            freed.load(Ordering::SeqCst),
+            1,
+            "userdata released exactly once"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use super::util::{
 };
 use crate::client::{ClientConfig, Credentials, Transfer};
 use crate::crypto::cert::parse_pem_or_der;
-use crate::crypto::{Signer, TrustStore};
+use crate::crypto::{Decryptor, SecretBytes, Signer, SoftwareDecryptor, TrustStore};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::parse_name;
 use crate::protection::{MacParams, PbmConfig, Pbmac1Config};
@@ -97,6 +97,7 @@ pub struct cmpkit_ctx {
     max_iterations: Option<u64>,
     max_message_size: usize,
     polling_deadline: Duration,
+    decryptor: Option<Arc<dyn Decryptor>>,
     message_time_tolerance: Option<Duration>,
     require_cmc_eku: bool,
     transfer: TransferSetting,
@@ -150,6 +151,7 @@ impl cmpkit_ctx {
             unprotected_errors: self.unprotected_errors,
             max_message_size: self.max_message_size,
             polling_deadline: self.polling_deadline,
+            decryptor: self.decryptor.clone(),
             message_time_tolerance: self.message_time_tolerance,
             require_cmc_eku: self.require_cmc_eku,
             ..ClientConfig::default()
@@ -232,6 +234,7 @@ pub unsafe extern "C" fn cmpkit_ctx_new(out: *mut *mut cmpkit_ctx) -> ErrorCode 
             max_iterations: None,
             max_message_size: crate::message::DEFAULT_MAX_MESSAGE_SIZE,
             polling_deadline: crate::client::DEFAULT_POLLING_DEADLINE,
+            decryptor: None,
             message_time_tolerance: None,
             require_cmc_eku: false,
             transfer: TransferSetting::None,
@@ -578,6 +581,120 @@ pub unsafe extern "C" fn cmpkit_ctx_set_require_cmc_eku(
 ) -> ErrorCode {
     guard_on(ctx, |c| {
         c.require_cmc_eku = on != 0;
+        c.changed();
+        Ok(())
+    })
+}
+
+/// Decrypt centrally generated keys (key transport or key agreement recipients) with `key`
+/// and its certificate `cert` (PEM or DER). `key` must be an in-memory key; for a key in an
+/// HSM use `cmpkit_ctx_set_decrypt_callback`. The context keeps its own reference.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_decryption_key(
+    ctx: *mut cmpkit_ctx,
+    key: *const cmpkit_key,
+    cert: *const u8,
+    cert_len: usize,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        // SAFETY: NULL or a live key handle; a buffer of `cert_len` bytes.
+        let (key, cert) = unsafe {
+            (
+                super::util::try_ref(key, "key")?,
+                try_bytes(cert, cert_len, "cert")?,
+            )
+        };
+        let sw = key.software_key().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                "an external key cannot decrypt here: use cmpkit_ctx_set_decrypt_callback",
+            )
+        })?;
+        let cert = parse_pem_or_der(cert)?.remove(0);
+        c.decryptor = Some(Arc::new(SoftwareDecryptor::new(sw.pkey().clone(), cert)?));
+        c.changed();
+        Ok(())
+    })
+}
+
+/// Decrypts a centrally generated key with the caller's private key (HSM, TPM).
+///
+/// `content_info` is a DER CMS ContentInfo of type envelopedData (RFC 5652) addressed to the
+/// caller's key; append the decrypted content to `out` with `cmpkit_buffer_append` and return
+/// 0, or return non-zero if it cannot be decrypted.
+pub type cmpkit_decrypt_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        content_info: *const u8,
+        len: usize,
+        out: *mut cmpkit_buffer,
+    ) -> i32,
+>;
+
+struct CallbackDecryptor {
+    f: unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut cmpkit_buffer) -> i32,
+    userdata: *mut c_void,
+    free: super::key::cmpkit_free_fn,
+}
+
+// SAFETY: the header states that the callback and userdata are used from the thread driving
+// the transaction; the library never calls them concurrently for one context.
+unsafe impl Send for CallbackDecryptor {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for CallbackDecryptor {}
+
+impl Drop for CallbackDecryptor {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: the caller's finalizer for `userdata`, called exactly once here.
+            unsafe { f(self.userdata) };
+        }
+    }
+}
+
+impl Decryptor for CallbackDecryptor {
+    fn decrypt_enveloped(&self, content_info_der: &[u8]) -> Result<SecretBytes> {
+        let mut buf = cmpkit_buffer {
+            data: Vec::new(),
+            limit: crate::message::DEFAULT_MAX_MESSAGE_SIZE,
+        };
+        // SAFETY: the input is valid for its length and `buf` lives across the call.
+        let rc = unsafe {
+            (self.f)(
+                self.userdata,
+                content_info_der.as_ptr(),
+                content_info_der.len(),
+                &mut buf,
+            )
+        };
+        let data = SecretBytes::new(std::mem::take(&mut buf.data));
+        if rc != 0 {
+            return Err(Error::new(
+                ErrorCode::DecryptionFailed,
+                format!("the decrypt callback returned {rc}"),
+            ));
+        }
+        Ok(data)
+    }
+}
+
+/// Decrypt centrally generated keys through the caller's callback (the private key stays in
+/// the HSM). `free_userdata` (may be NULL) is called once with `userdata` when the callback is
+/// replaced or the context is freed. Thread safety: called on the thread running the transaction.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_decrypt_callback(
+    ctx: *mut cmpkit_ctx,
+    decrypt: cmpkit_decrypt_fn,
+    userdata: *mut c_void,
+    free_userdata: super::key::cmpkit_free_fn,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        let f = decrypt.ok_or_else(|| Error::new(ErrorCode::NullArgument, "decrypt is NULL"))?;
+        c.decryptor = Some(Arc::new(CallbackDecryptor {
+            f,
+            userdata,
+            free: free_userdata,
+        }));
         c.changed();
         Ok(())
     })

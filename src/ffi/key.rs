@@ -61,6 +61,11 @@ impl cmpkit_key {
         Arc::clone(&self.signer)
     }
 
+    /// The in-memory key, if this is not an external key.
+    pub(crate) fn software_key(&self) -> Option<&SoftwareKey> {
+        self.software.as_deref()
+    }
+
     fn software(key: SoftwareKey) -> Self {
         let key = Arc::new(key);
         cmpkit_key {
@@ -160,20 +165,7 @@ pub unsafe extern "C" fn cmpkit_key_generate(
     out: *mut *mut cmpkit_key,
 ) -> ErrorCode {
     guard(|| {
-        let kind = match kind {
-            1 => KeyType::EcP256,
-            2 => KeyType::EcP384,
-            3 => KeyType::EcP521,
-            4 => KeyType::Rsa(if bits == 0 { 2048 } else { bits }),
-            5 => KeyType::Ed25519,
-            6 => KeyType::Ed448,
-            k => {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgument,
-                    format!("unknown key kind {k}"),
-                ))
-            }
-        };
+        let kind = key_type(kind, bits)?;
         let key = SoftwareKey::generate(kind)?;
         // SAFETY: `out` is NULL or writable per the API contract.
         unsafe { write_out(out, into_handle(cmpkit_key::software(key)), "out") }
@@ -260,6 +252,24 @@ pub unsafe extern "C" fn cmpkit_key_new_external(
         };
         // SAFETY: `out` checked non-NULL above and writable per the contract.
         unsafe { write_out(out, into_handle(handle), "out") }
+    })
+}
+
+/// The key type for a `cmpkit_key_kind` value (`bits` for RSA; 0 means 2048).
+pub(crate) fn key_type(kind: u32, bits: u32) -> Result<KeyType> {
+    Ok(match kind {
+        1 => KeyType::EcP256,
+        2 => KeyType::EcP384,
+        3 => KeyType::EcP521,
+        4 => KeyType::Rsa(if bits == 0 { 2048 } else { bits }),
+        5 => KeyType::Ed25519,
+        6 => KeyType::Ed448,
+        k => {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("unknown key kind {k}"),
+            ))
+        }
     })
 }
 

@@ -7,7 +7,7 @@ use super::util::{
 };
 use crate::asn1::genm::{CrlSource, CrlStatus};
 use crate::asn1::InfoTypeAndValue;
-use crate::client::{genm, EnrollRequest, Operation};
+use crate::client::{genm, EnrollRequest, KeygenRequest, Operation};
 use crate::crypto::cert::parse_pem_or_der;
 use crate::crypto::Signer;
 use crate::error::{Error, ErrorCode, Result};
@@ -18,6 +18,7 @@ use openssl::x509::X509;
 use std::ffi::c_char;
 use std::sync::Arc;
 use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::name::Name;
 
 /// What a request handle asks for: an [`Operation`] kept in a form that can be started more
 /// than once (each start gets its own copy).
@@ -36,6 +37,11 @@ pub(crate) enum RequestOp {
         key: Option<Arc<dyn Signer>>,
     },
     Genm(Vec<InfoTypeAndValue>),
+    /// ir (`cr == false`) or cr with central key generation.
+    Keygen {
+        cr: bool,
+        request: KeygenRequest,
+    },
 }
 
 fn copy_enroll(r: &EnrollRequest) -> EnrollRequest {
@@ -70,6 +76,8 @@ impl RequestOp {
                 key: key.clone(),
             },
             RequestOp::Genm(itavs) => Operation::Genm(itavs.clone()),
+            RequestOp::Keygen { cr: false, request } => Operation::IrCentralKeygen(request.clone()),
+            RequestOp::Keygen { cr: true, request } => Operation::CrCentralKeygen(request.clone()),
         }
     }
 
@@ -81,6 +89,8 @@ impl RequestOp {
             RequestOp::P10cr(_) => "p10cr",
             RequestOp::Rr { .. } => "rr",
             RequestOp::Genm(_) => "genm",
+            RequestOp::Keygen { cr: false, .. } => "ir (central key generation)",
+            RequestOp::Keygen { cr: true, .. } => "cr (central key generation)",
         }
     }
 }
@@ -166,6 +176,50 @@ pub unsafe extern "C" fn cmpkit_request_new_cr(
         // SAFETY: NULL or a live key handle; `out` NULL or writable.
         unsafe { new_request(RequestOp::Cr(enroll(key, "key")?), out) }
     })
+}
+
+/// An ir (`cr` false) or cr asking the CA to generate the key (RFC 9483 §4.1.6): `kind` is
+/// a `cmpkit_key_kind` (0: the CA chooses; for RSA `bits` is the size, 0 means 2048).
+fn keygen(cr: bool, kind: u32, bits: u32, out: *mut *mut cmpkit_request) -> ErrorCode {
+    guard(|| {
+        let algorithm = match kind {
+            0 => None,
+            k => Some(KeygenRequest::algorithm_for(super::key::key_type(
+                k, bits,
+            )?)?),
+        };
+        let request = KeygenRequest {
+            algorithm,
+            ..KeygenRequest::default()
+        };
+        // SAFETY: `out` NULL or writable per the contract.
+        unsafe { new_request(RequestOp::Keygen { cr, request }, out) }
+    })
+}
+
+/// Create an ir with central key generation (RFC 9483 §4.1.6): the CA (or its key generation
+/// authority) makes the key pair of `kind` (a `cmpkit_key_kind`, 0: the CA chooses; `bits`
+/// for RSA) and returns the private key encrypted; read it with
+/// `cmpkit_response_private_key_pkcs8`. With a shared secret the key comes encrypted with it;
+/// with signature credentials set a decryption key (`cmpkit_ctx_set_decryption_key`) or
+/// callback. Set subject and subjectAltNames as for `cmpkit_request_new_ir`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_request_new_ir_central_keygen(
+    kind: u32,
+    bits: u32,
+    out: *mut *mut cmpkit_request,
+) -> ErrorCode {
+    keygen(false, kind, bits, out)
+}
+
+/// Like `cmpkit_request_new_ir_central_keygen`, as a cr (for an entity that has a certificate).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_request_new_cr_central_keygen(
+    kind: u32,
+    bits: u32,
+    out: *mut *mut cmpkit_request,
+) -> ErrorCode {
+    keygen(true, kind, bits, out)
 }
 
 /// Create a key update request (kur, RFC 9483 §4.1.3): certify `new_key` in place of the
@@ -491,13 +545,16 @@ pub unsafe extern "C" fn cmpkit_request_free(req: *mut cmpkit_request) {
 /// Run `f` on the certificate template of an ir, cr or kur request.
 fn on_request(
     req: *mut cmpkit_request,
-    f: impl FnOnce(&mut EnrollRequest) -> Result<()>,
+    f: impl FnOnce(&mut Option<Name>, &mut Vec<GeneralName>) -> Result<()>,
 ) -> ErrorCode {
     guard(|| {
         // SAFETY: NULL or a live request handle used by one thread.
         let r = unsafe { try_mut(req, "req") }?;
         match &mut r.op {
-            RequestOp::Ir(e) | RequestOp::Cr(e) | RequestOp::Kur { request: e, .. } => f(e),
+            RequestOp::Ir(e) | RequestOp::Cr(e) | RequestOp::Kur { request: e, .. } => {
+                f(&mut e.subject, &mut e.sans)
+            }
+            RequestOp::Keygen { request, .. } => f(&mut request.subject, &mut request.sans),
             other => Err(Error::new(
                 ErrorCode::InvalidState,
                 format!(
@@ -516,9 +573,9 @@ pub unsafe extern "C" fn cmpkit_request_set_subject(
     req: *mut cmpkit_request,
     subject: *const c_char,
 ) -> ErrorCode {
-    on_request(req, |r| {
+    on_request(req, |subj, _| {
         // SAFETY: NUL-terminated string per the contract.
-        r.subject = Some(parse_name(unsafe { try_str(subject, "subject") }?)?);
+        *subj = Some(parse_name(unsafe { try_str(subject, "subject") }?)?);
         Ok(())
     })
 }
@@ -545,7 +602,7 @@ pub unsafe extern "C" fn cmpkit_request_add_san(
     kind: u32,
     value: *const c_char,
 ) -> ErrorCode {
-    on_request(req, |r| {
+    on_request(req, |_, sans| {
         // SAFETY: NUL-terminated string per the contract.
         let v = unsafe { try_str(value, "value") }?;
         let ia5 = |s: &str| {
@@ -573,7 +630,7 @@ pub unsafe extern "C" fn cmpkit_request_add_san(
                 ))
             }
         };
-        r.sans.push(name);
+        sans.push(name);
         Ok(())
     })
 }

@@ -399,3 +399,25 @@ pub unsafe extern "C" fn cmpkit_response_root_ca_update(
         unsafe { borrow_out(raw, new_root, new_root_len) }
     })
 }
+
+/// Write the centrally generated private key (PKCS#8 DER, RFC 9483 §4.1.6) into `buf`
+/// (capacity `cap`); its length goes to `*len`. With `buf` NULL or too small:
+/// `CMPKIT_RESULT_BUFFER_TOO_SMALL` and the needed size in `*len`; `NOT_FOUND` if the response
+/// carries no private key. Wipe the buffer when done.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_response_private_key_pkcs8(
+    rsp: *const cmpkit_response,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live response handle.
+        let r = unsafe { try_ref(rsp, "rsp") }?;
+        let key = r.inner.private_key_pkcs8.as_ref().ok_or_else(|| {
+            Error::new(ErrorCode::NotFound, "the response carries no private key")
+        })?;
+        // SAFETY: `buf` NULL or writable for `cap` bytes; `len` NULL or writable.
+        unsafe { copy_out(key.as_ref(), buf, cap, len) }
+    })
+}
