@@ -158,6 +158,17 @@ fn ra_with(
     policy: Arc<dyn RaPolicy>,
     tamper: fn(&mut Vec<u8>),
 ) -> Arc<Ra> {
+    ra_full(p, mode, policy, tamper, |_| {})
+}
+
+/// [`ra_with`], `downstream` tweaking the RA's configuration towards the EEs.
+fn ra_full(
+    p: &Pki,
+    mode: ForwardMode,
+    policy: Arc<dyn RaPolicy>,
+    tamper: fn(&mut Vec<u8>),
+    downstream: impl FnOnce(&mut ServerConfig),
+) -> Arc<Ra> {
     let server = p.server.clone();
     let seen = p.seen.clone();
     let transfer = move |req: &[u8]| -> Result<Vec<u8>> {
@@ -168,15 +179,17 @@ fn ra_with(
         tamper(&mut rsp);
         Ok(rsp)
     };
+    let mut down = ServerConfig {
+        secrets: Some(Arc::new(|kid: &[u8]| {
+            (kid == EE_REF.as_bytes()).then(|| EE_SECRET.as_bytes().to_vec())
+        })),
+        ..ServerConfig::default()
+    };
+    downstream(&mut down);
     Arc::new(
         Ra::new(
             RaConfig {
-                downstream: ServerConfig {
-                    secrets: Some(Arc::new(|kid: &[u8]| {
-                        (kid == EE_REF.as_bytes()).then(|| EE_SECRET.as_bytes().to_vec())
-                    })),
-                    ..ServerConfig::default()
-                },
+                downstream: down,
                 upstream: Upstream {
                     credentials: Credentials::signature(
                         p.ra_key.clone(),
@@ -475,4 +488,60 @@ fn ra_over_http() {
         "ee-http"
     );
     http.shutdown().unwrap();
+}
+
+#[test]
+fn signing_ee_gets_answers_signed_by_the_ra() {
+    let p = pki(0);
+    // The EE's certificate, issued by the CA (requested by the RA).
+    let ee_key = new_key();
+    let ee_cert = {
+        let mut tx = Transaction::start_ir(
+            Arc::new(ClientConfig {
+                credentials: Some(Credentials::signature(
+                    p.ra_key.clone(),
+                    p.ra_cert.clone(),
+                    Vec::new(),
+                )),
+                trust: Some(TrustStore::new(&[p.ca.cert().clone()]).unwrap()),
+                ..ClientConfig::default()
+            }),
+            request(&ee_key, "ee-sig"),
+        )
+        .unwrap();
+        execute(&mut tx, &mut |r: &[u8]| Ok(p.server.process(r))).unwrap();
+        X509::from_der(tx.response().certificate.as_ref().unwrap()).unwrap()
+    };
+    let (ra_key, ra_cert, ca_cert) = (p.ra_key.clone(), p.ra_cert.clone(), p.ca.cert().clone());
+    let ra = ra_full(
+        &p,
+        ForwardMode::Reprotect,
+        Arc::new(cmpkit::server::ra::ApproveAll),
+        |_| {},
+        move |c| {
+            c.signer = Some(cmpkit::server::ServerSigner {
+                key: ra_key,
+                cert: ra_cert,
+                chain: Vec::new(),
+            });
+            c.trust = Some(TrustStore::new(&[ca_cert]).unwrap());
+        },
+    );
+    let config = ClientConfig {
+        credentials: Some(Credentials::signature(ee_key, ee_cert, Vec::new())),
+        trust: Some(TrustStore::new(&[p.ca.cert().clone()]).unwrap()),
+        ..ClientConfig::default()
+    };
+    let (tx, r) = enroll(&ra, config, "ee-sig-new");
+    r.unwrap();
+    assert_eq!(
+        subject_cn(tx.response().certificate.as_ref().unwrap()),
+        "ee-sig-new"
+    );
+    assert_eq!(
+        tx.response().extra_certs[0],
+        p.ra_cert.to_der().unwrap(),
+        "the answer is signed by the RA"
+    );
+    assert_eq!(*p.seen.lock().unwrap(), ["ir", "certConf"]);
 }
