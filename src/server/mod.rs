@@ -26,6 +26,17 @@
 //! | certConf/pollReq: recipNonce is our last senderNonce | `badRecipientNonce` |
 //! | certConf: certHash of the issued certificate | `badCertId` |
 //! | transaction store unavailable | `systemUnavail` |
+//! | nested: signed by one of [`ServerConfig::trusted_ras`] | `notAuthorized` |
+//! | nested: inner message decodes, is not nested again (one level) | `badDataFormat` / `badRequest` |
+//! | nested with one inner message: same transactionID / senderNonce as the inner message | `badRequest` / `badSenderNonce` |
+//!
+//! A nested message (RFC 9810 §5.1.3.4, RFC 9483 §5.2.2) from a trusted RA is unpacked and
+//! each inner message goes through the checks above on its own. Where the server cannot
+//! check the inner protection (unknown senderKID, untrusted signer, no protection), the RA's
+//! signature vouches for it: the RA is the [`Requester`] and the answer is signed. One inner
+//! message (the RA added its protection, RFC 9483 §5.2.2.1) is answered with the plain
+//! response to it; several (a batch, RFC 9483 §5.2.2.2) with a nested message of responses.
+//! [`ra::Ra`] is the RA side.
 //!
 //! Responses are protected like the request: MAC with exactly the request's parameters
 //! ([`MacParams::Explicit`], the key derived once per message through the
