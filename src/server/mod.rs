@@ -26,6 +26,17 @@
 //! | certConf/pollReq: recipNonce is our last senderNonce | `badRecipientNonce` |
 //! | certConf: certHash of the issued certificate | `badCertId` |
 //! | transaction store unavailable | `systemUnavail` |
+//! | nested: signed by one of [`ServerConfig::trusted_ras`] | `notAuthorized` |
+//! | nested: inner message decodes, is not nested again (one level) | `badDataFormat` / `badRequest` |
+//! | nested with one inner message: same transactionID / senderNonce as the inner message | `badRequest` / `badSenderNonce` |
+//!
+//! A nested message (RFC 9810 §5.1.3.4, RFC 9483 §5.2.2) from a trusted RA is unpacked and
+//! each inner message goes through the checks above on its own. Where the server cannot
+//! check the inner protection (unknown senderKID, untrusted signer, no protection), the RA's
+//! signature vouches for it: the RA is the [`Requester`] and the answer is signed. One inner
+//! message (the RA added its protection, RFC 9483 §5.2.2.1) is answered with the plain
+//! response to it; several (a batch, RFC 9483 §5.2.2.2) with a nested message of responses.
+//! [`ra::Ra`] is the RA side.
 //!
 //! Responses are protected like the request: MAC with exactly the request's parameters
 //! ([`MacParams::Explicit`], the key derived once per message through the
@@ -54,6 +65,7 @@
 //! exist, is not configurable yet.
 
 pub mod demo_ca;
+pub mod ra;
 pub mod store;
 
 pub use store::{MemoryStore, RecordState, TransactionRecord, TransactionStore};
@@ -294,8 +306,15 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Grant implicitConfirm when the client asks for it.
     pub grant_implicit_confirm: bool,
-    /// Accept `raVerified` POP from signature-authenticated requesters (they are trusted RAs).
+    /// Accept `raVerified` POP from signature-authenticated requesters (they are trusted RAs);
+    /// when [`trusted_ras`](Self::trusted_ras) is not empty, only from those certificates.
     pub accept_ra_verified: bool,
+    /// Certificates of trusted RAs (PKI management entities, RFC 9483 §5.2). A nested message
+    /// (RFC 9810 §5.1.3.4, RFC 9483 §5.2.2) is accepted only when signed with one of them
+    /// (validated against [`trust`](Self::trust) like any signer); the inner messages may then
+    /// carry a protection this server cannot check (e.g. a MAC with a secret only the RA
+    /// knows), the RA's signature vouching for them. Empty: nested messages are refused.
+    pub trusted_ras: Vec<X509>,
     /// The checkAfter of pollRep, in seconds.
     pub check_after: u64,
     /// If set, a request's messageTime may differ from our clock by at most this much.
@@ -316,6 +335,7 @@ impl Default for ServerConfig {
             max_message_size: message::DEFAULT_MAX_MESSAGE_SIZE,
             grant_implicit_confirm: false,
             accept_ra_verified: false,
+            trusted_ras: Vec::new(),
             check_after: 5,
             max_clock_skew: None,
             transaction_timeout: Duration::from_secs(600),
@@ -606,6 +626,31 @@ impl Server {
 
     /// Header checks and dispatch by body.
     fn handle(&self, msg: &PkiMessage, bytes: &[u8], a: &Authenticated) -> Checked<Vec<u8>> {
+        let tid = self.check_header(msg)?;
+        match &msg.body {
+            PkiBody::Ir(m) => self.cert_request(RequestKind::Ir, m, msg, bytes, tid, a),
+            PkiBody::Cr(m) => self.cert_request(RequestKind::Cr, m, msg, bytes, tid, a),
+            PkiBody::Kur(m) => self.cert_request(RequestKind::Kur, m, msg, bytes, tid, a),
+            PkiBody::Ccr(m) => self.cert_request(RequestKind::Ccr, m, msg, bytes, tid, a),
+            PkiBody::P10cr(_) => self.cert_request(RequestKind::P10cr, &[], msg, bytes, tid, a),
+            PkiBody::CertConf(s) => self.cert_conf(s, msg, tid, a),
+            PkiBody::PollReq(e) => self.poll(e, msg, tid, a),
+            PkiBody::Rr(d) => self.revoke(d, msg, tid, a),
+            PkiBody::Genm(i) => self.genm(i, msg, tid, a),
+            PkiBody::Error(_) => self.client_error(msg, tid, a),
+            PkiBody::Nested(inner) => self.nested(inner, msg, a),
+            other => Err(Failure::new(
+                fi::BAD_REQUEST,
+                format!(
+                    "body check: {} is not a request this server serves",
+                    other.name()
+                ),
+            )),
+        }
+    }
+
+    /// transactionID, senderNonce and messageTime checks; returns the transactionID.
+    fn check_header<'m>(&self, msg: &'m PkiMessage) -> Checked<&'m [u8]> {
         let tid = message::octets(&msg.header.transaction_id)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Failure::new(fi::BAD_REQUEST, "header check: no transactionID"))?;
@@ -649,25 +694,7 @@ impl Server {
                 ));
             }
         }
-        match &msg.body {
-            PkiBody::Ir(m) => self.cert_request(RequestKind::Ir, m, msg, bytes, tid, a),
-            PkiBody::Cr(m) => self.cert_request(RequestKind::Cr, m, msg, bytes, tid, a),
-            PkiBody::Kur(m) => self.cert_request(RequestKind::Kur, m, msg, bytes, tid, a),
-            PkiBody::Ccr(m) => self.cert_request(RequestKind::Ccr, m, msg, bytes, tid, a),
-            PkiBody::P10cr(_) => self.cert_request(RequestKind::P10cr, &[], msg, bytes, tid, a),
-            PkiBody::CertConf(s) => self.cert_conf(s, msg, tid, a),
-            PkiBody::PollReq(e) => self.poll(e, msg, tid, a),
-            PkiBody::Rr(d) => self.revoke(d, msg, tid, a),
-            PkiBody::Genm(i) => self.genm(i, msg, tid, a),
-            PkiBody::Error(_) => self.client_error(msg, tid, a),
-            other => Err(Failure::new(
-                fi::BAD_REQUEST,
-                format!(
-                    "body check: {} is not a request this server serves",
-                    other.name()
-                ),
-            )),
-        }
+        Ok(tid)
     }
 
     fn expiry(&self) -> SystemTime {
@@ -728,7 +755,7 @@ impl Server {
             self.check_csr_signature(msg)?;
         } else {
             // request_info checked there is exactly one.
-            self.check_pop(&msgs[0], &info, &a.auth)?;
+            self.check_pop(&msgs[0], &info, a)?;
         }
         let rec = TransactionRecord {
             state: Some(RecordState::InProgress),
@@ -858,14 +885,25 @@ impl Server {
     }
 
     /// Proof of possession of a CRMF request (RFC 4211 §4).
-    fn check_pop(&self, crm: &CertReqMsg, info: &CertRequestInfo, auth: &Auth) -> Checked<()> {
+    fn check_pop(
+        &self,
+        crm: &CertReqMsg,
+        info: &CertRequestInfo,
+        a: &Authenticated,
+    ) -> Checked<()> {
         match &crm.popo {
             None => Err(Failure::new(
                 fi::BAD_POP,
                 "POP check: no proof of possession",
             )),
             Some(ProofOfPossession::RaVerified(_)) => {
-                if self.config.accept_ra_verified && matches!(auth, Auth::Signature) {
+                let from_ra = match &a.requester {
+                    Requester::Signature { cert_der } => {
+                        self.config.trusted_ras.is_empty() || self.is_trusted_ra(cert_der)
+                    }
+                    Requester::Mac { .. } => false,
+                };
+                if self.config.accept_ra_verified && matches!(a.auth, Auth::Signature) && from_ra {
                     Ok(())
                 } else {
                     Err(Failure::new(
@@ -1382,6 +1420,137 @@ impl Server {
             nonce,
             Vec::new(),
         )
+    }
+
+    /// Whether `cert_der` is one of the configured [`ServerConfig::trusted_ras`].
+    fn is_trusted_ra(&self, cert_der: &[u8]) -> bool {
+        self.config
+            .trusted_ras
+            .iter()
+            .any(|c| c.to_der().is_ok_and(|d| d == cert_der))
+    }
+
+    /// A nested message (RFC 9810 §5.1.3.4, RFC 9483 §5.2.2) from a trusted RA: each inner
+    /// message is processed as if received alone. One inner message (the RA added its
+    /// protection, RFC 9483 §5.2.2.1) must carry the outer transactionID and senderNonce and
+    /// is answered with its plain response; several (a batch, RFC 9483 §5.2.2.2) are
+    /// answered with a nested message holding one response per request, signed by us.
+    fn nested(
+        &self,
+        inner: &[der::Any],
+        outer: &PkiMessage,
+        a: &Authenticated,
+    ) -> Checked<Vec<u8>> {
+        let trusted = match &a.requester {
+            Requester::Signature { cert_der } => self.is_trusted_ra(cert_der),
+            Requester::Mac { .. } => false,
+        };
+        if !trusted {
+            return Err(Failure::new(
+                fi::NOT_AUTHORIZED,
+                "nested message check: nested messages are accepted only when signed by a trusted RA",
+            ));
+        }
+        if inner.is_empty() {
+            return Err(Failure::new(
+                fi::BAD_REQUEST,
+                "nested message check: no inner message",
+            ));
+        }
+        let single = inner.len() == 1;
+        let mut responses = Vec::with_capacity(inner.len());
+        for m in inner {
+            let der = m.to_der().map_err(|e| internal("inner message", e))?;
+            responses.push(self.process_inner(&der, a, single.then_some(outer)));
+        }
+        if single {
+            return Ok(responses.pop().expect("one response"));
+        }
+        let body = PkiBody::Nested(
+            responses
+                .iter()
+                .map(|r| der::Any::from_der(r).map_err(|e| internal("inner response", e)))
+                .collect::<Checked<Vec<_>>>()?,
+        );
+        let nonce = message::random_bytes(16).map_err(|e| internal("nonce", e.detail))?;
+        self.response(outer, &Auth::Signature, body, None, nonce, Vec::new())
+    }
+
+    /// One message from inside a nested message signed by the trusted RA `ra`. Its own
+    /// protection is checked when this server can check it (a secret for its senderKID, a
+    /// signer under our trust anchors) and must then be valid; otherwise (unknown senderKID,
+    /// untrusted signer, no or unsupported protection) the RA's signature vouches for it, the
+    /// RA is the requester and the answer is signed by us. `outer` is set for a single inner
+    /// message, whose transactionID and senderNonce must be the outer ones (RFC 9483
+    /// §5.2.2.1). An inner nested message is refused (`badRequest`): one level is enough.
+    fn process_inner(&self, der: &[u8], ra: &Authenticated, outer: Option<&PkiMessage>) -> Vec<u8> {
+        let msg = match message::decode(der, self.config.max_message_size) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.error_response(
+                    outer,
+                    &Auth::Signature,
+                    Failure::new(
+                        fi::BAD_DATA_FORMAT,
+                        format!("nested message check: inner message: {}", e.detail),
+                    ),
+                )
+            }
+        };
+        let vouched = || Authenticated {
+            auth: Auth::Signature,
+            requester: ra.requester.clone(),
+        };
+        let pre = (|| -> Checked<()> {
+            if matches!(msg.body, PkiBody::Nested(_)) {
+                return Err(Failure::new(
+                    fi::BAD_REQUEST,
+                    "nested message check: nesting deeper than one level is not supported",
+                ));
+            }
+            if !(2..=3).contains(&msg.header.pvno) {
+                return Err(Failure::new(
+                    fi::UNSUPPORTED_VERSION,
+                    format!(
+                        "version check: pvno {} is not supported (2 and 3 are)",
+                        msg.header.pvno
+                    ),
+                ));
+            }
+            if let Some(outer) = outer {
+                if outer.header.transaction_id != msg.header.transaction_id {
+                    return Err(Failure::new(
+                        fi::BAD_REQUEST,
+                        "nested message check: the transactionID is not the inner message's",
+                    ));
+                }
+                if outer.header.sender_nonce != msg.header.sender_nonce {
+                    return Err(Failure::new(
+                        fi::BAD_SENDER_NONCE,
+                        "nested message check: the senderNonce is not the inner message's",
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(f) = pre {
+            return self.error_response(Some(&msg), &Auth::Signature, f);
+        }
+        let authd = match self.authenticate(&msg) {
+            Ok(a) => a,
+            Err(f)
+                if f.bit == fi::SIGNER_NOT_TRUSTED
+                    || f.bit == fi::WRONG_INTEGRITY
+                    || protection::protection_kind(&msg).is_none() =>
+            {
+                vouched()
+            }
+            Err(f) => return self.error_response(Some(&msg), &Auth::Signature, f),
+        };
+        match self.handle(&msg, der, &authd) {
+            Ok(rsp) => rsp,
+            Err(f) => self.error_response(Some(&msg), &authd.auth, f),
+        }
     }
 
     /// Build and protect a response to `req`.
