@@ -190,9 +190,8 @@ fn assert_chains(cert: &Path, subject: Option<&str>) {
             .next()
             .unwrap()
             .data()
-            .as_utf8()
-            .unwrap()
-            .to_string();
+            .to_string()
+            .unwrap();
         assert_eq!(format!("/CN={cn}"), s);
     }
 }
