@@ -275,6 +275,14 @@ typedef uint32_t cmpkit_mac_alg;
 // A buffer the library hands to the transfer callback for the response bytes.
 typedef struct cmpkit_buffer cmpkit_buffer;
 
+// Bytes owned by the library (a response), read with `cmpkit_bytes_data`, freed with
+// `cmpkit_bytes_free`.
+typedef struct cmpkit_bytes cmpkit_bytes;
+
+// An authenticated certificate request with verified proof of possession, as the C
+// handler sees it. Borrowed for the duration of the callback.
+typedef struct cmpkit_cert_request_info cmpkit_cert_request_info;
+
 // A client context: who the server is, how to authenticate, whom to trust, how to transfer.
 //
 // Configure it with the `cmpkit_ctx_set_*` / `cmpkit_ctx_add_*` functions, then run
@@ -282,11 +290,18 @@ typedef struct cmpkit_buffer cmpkit_buffer;
 // safety: use a context from one thread at a time.
 typedef struct cmpkit_ctx cmpkit_ctx;
 
+// The handler's answer, set with the `cmpkit_decision_*` functions during the callback.
+typedef struct cmpkit_decision cmpkit_decision;
+
 // A private key for CMP: generated, loaded, or external (signing through a callback).
 //
 // Thread safety: a key may be shared by several contexts and requests; the library holds
 // its own reference, so the caller may free the handle while requests still use it.
 typedef struct cmpkit_key cmpkit_key;
+
+// An HTTP listener serving a server on a fixed pool of worker threads
+// (`http://ADDR/pkix/`, also `/` and `/.well-known/cmp`). Use from one thread at a time.
+typedef struct cmpkit_listener cmpkit_listener;
 
 // A request: the operation (ir, cr, kur, p10cr, rr or genm) and its content — for the
 // enrollments the key to certify, subject and subjectAltNames.
@@ -298,6 +313,17 @@ typedef struct cmpkit_request cmpkit_request;
 
 // The outcome of a transaction. Immutable; may be read from several threads.
 typedef struct cmpkit_response cmpkit_response;
+
+// A revocation request as the C handler sees it. Borrowed for the duration of the callback.
+typedef struct cmpkit_revocation_info cmpkit_revocation_info;
+
+// A CMP server: checks requests, asks the CA handler, keeps transactions in memory.
+// Thread-safe: `cmpkit_server_process` may be called from several threads at once.
+typedef struct cmpkit_server cmpkit_server;
+
+// Server settings, filled by the `cmpkit_server_config_*` setters and read by
+// `cmpkit_server_new`. Use from one thread at a time; may be freed once the server is made.
+typedef struct cmpkit_server_config cmpkit_server_config;
 
 // One transaction in progress. Use from one thread at a time; independent of the context
 // and request it was started from (they may be freed or changed meanwhile).
@@ -337,6 +363,45 @@ typedef int32_t (*cmpkit_sign_fn)(void *userdata,
                                   uint8_t *sig,
                                   size_t *sig_len);
 
+// Decides on a certificate request: read `info`, answer with `cmpkit_decision_issue`,
+// `_reject`, `_waiting` or `_delegate` (the default if none is called). Return 0; non-zero
+// means the handler failed and the request is rejected with failInfo systemFailure.
+typedef int32_t (*cmpkit_cert_request_fn)(void *userdata,
+                                          const struct cmpkit_cert_request_info *info,
+                                          struct cmpkit_decision *decision);
+
+// Decides on a revocation: `cmpkit_decision_accept` (revoked), `_reject`, or `_delegate`
+// (the default: the built-in CA revokes it if it issued it). Return 0; non-zero rejects
+// with systemFailure.
+typedef int32_t (*cmpkit_revoke_fn)(void *userdata,
+                                    const struct cmpkit_revocation_info *info,
+                                    struct cmpkit_decision *decision);
+
+// Told whether an issued certificate (DER) was confirmed (`accepted` 1: certConf or
+// implicit confirmation) or not (0); the transaction is identified by its transactionID.
+typedef void (*cmpkit_cert_confirm_fn)(void *userdata,
+                                       const uint8_t *transaction_id,
+                                       size_t transaction_id_len,
+                                       const uint8_t *cert,
+                                       size_t cert_len,
+                                       int32_t accepted);
+
+// A CA handler as a function table. Any callback may be NULL (then the built-in CA
+// decides). The callbacks are called from the server's worker threads, possibly at the
+// same time (serialize in the callbacks if needed, or listen with one worker);
+// `userdata` must stay valid until the server and all its listeners are freed.
+typedef struct cmpkit_ca_handler {
+  // Passed to every callback.
+  void *userdata;
+  // Certificate requests (ir, cr, kur, p10cr, ccr), also asked again on each pollReq
+  // after a "waiting".
+  cmpkit_cert_request_fn certificate_request;
+  // Revocation requests (rr).
+  cmpkit_revoke_fn revoke;
+  // Outcome of an issued certificate.
+  cmpkit_cert_confirm_fn cert_confirm;
+} cmpkit_ca_handler;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -351,6 +416,70 @@ const char *cmpkit_result_name(uint32_t code);
 // Valid until the next cmpkit call on this thread; do not free it. Handles keep their own
 // detail too (e.g. `cmpkit_ctx_last_error`), which stays valid longer.
 const char *cmpkit_last_error(void);
+
+// The kind of request: its PKIBody tag, 0 ir, 2 cr, 4 p10cr, 7 kur, 13 ccr (0 if `info`
+// is NULL).
+uint32_t cmpkit_cert_request_info_kind(const struct cmpkit_cert_request_info *info);
+
+// 0 for the request itself, n when asked again on the n-th pollReq after "waiting".
+uint32_t cmpkit_cert_request_info_polls(const struct cmpkit_cert_request_info *info);
+
+// The requested subject as an RFC 4514 string (e.g. `CN=device-1,O=Example`), or NULL if
+// the request has none. Borrowed for the callback.
+const char *cmpkit_cert_request_info_subject(const struct cmpkit_cert_request_info *info);
+
+// The first commonName of the requested subject, or NULL. Borrowed for the callback.
+const char *cmpkit_cert_request_info_common_name(const struct cmpkit_cert_request_info *info);
+
+// Who sent the request: `mac:REFERENCE` or `cert:SUBJECT` (signature). Borrowed for the
+// callback; NULL only if `info` is NULL.
+const char *cmpkit_cert_request_info_requester(const struct cmpkit_cert_request_info *info);
+
+// The public key to certify (SubjectPublicKeyInfo DER). Borrowed for the callback.
+cmpkit_result cmpkit_cert_request_info_public_key_der(const struct cmpkit_cert_request_info *info,
+                                                      const uint8_t **der,
+                                                      size_t *der_len);
+
+// The transactionID. Borrowed for the callback.
+cmpkit_result cmpkit_cert_request_info_transaction_id(const struct cmpkit_cert_request_info *info,
+                                                      const uint8_t **id,
+                                                      size_t *id_len);
+
+// The issuer of the certificate to revoke (RFC 4514 string). Borrowed for the callback.
+const char *cmpkit_revocation_info_issuer(const struct cmpkit_revocation_info *info);
+
+// The serial number to revoke (the INTEGER's content octets). Borrowed for the callback.
+cmpkit_result cmpkit_revocation_info_serial(const struct cmpkit_revocation_info *info,
+                                            const uint8_t **serial,
+                                            size_t *serial_len);
+
+// The CRLReason code of the request, or -1 if none was given.
+int32_t cmpkit_revocation_info_reason(const struct cmpkit_revocation_info *info);
+
+// Who sent the request: `mac:REFERENCE` or `cert:SUBJECT`. Borrowed for the callback.
+const char *cmpkit_revocation_info_requester(const struct cmpkit_revocation_info *info);
+
+// Let the built-in CA decide (the default).
+cmpkit_result cmpkit_decision_delegate(struct cmpkit_decision *decision);
+
+// Issue this certificate (DER), made by the caller's own CA; it must certify the requested
+// public key (the server sends it as is). Certificate requests only.
+cmpkit_result cmpkit_decision_issue(struct cmpkit_decision *decision,
+                                    const uint8_t *cert,
+                                    size_t cert_len);
+
+// Refuse: `fail_info` is a PKIFailureInfo mask (bit n = `1u << n`, e.g. badCertTemplate
+// = `1u << 19`; 0 gives badRequest), `text` (may be NULL) goes into statusString.
+cmpkit_result cmpkit_decision_reject(struct cmpkit_decision *decision,
+                                     uint32_t fail_info,
+                                     const char *text);
+
+// Not decided yet: the client polls, and the handler is asked again on each pollReq.
+// Certificate requests only.
+cmpkit_result cmpkit_decision_waiting(struct cmpkit_decision *decision);
+
+// The certificate is revoked (by the caller's own CA). Revocations only.
+cmpkit_result cmpkit_decision_accept(struct cmpkit_decision *decision);
 
 // Append `len` bytes to the response buffer of a transfer callback.
 //
@@ -741,6 +870,109 @@ cmpkit_result cmpkit_response_private_key_pkcs8(const struct cmpkit_response *rs
                                                 uint8_t *buf,
                                                 size_t cap,
                                                 size_t *len);
+
+// Make a server from `cfg` (which may be freed afterwards). `handler` may be NULL: then the
+// built-in CA (the one set with `cmpkit_server_config_set_ca`, else a generated demo CA)
+// decides everything; otherwise the handler's callbacks decide and may delegate to it. The
+// handler table is copied. Free with `cmpkit_server_free`.
+cmpkit_result cmpkit_server_new(const struct cmpkit_server_config *cfg,
+                                const struct cmpkit_ca_handler *handler,
+                                struct cmpkit_server **out);
+
+// Free a server (NULL is ignored). Listeners keep their own reference and go on serving.
+void cmpkit_server_free(struct cmpkit_server *srv);
+
+// Process one request (`req`, a DER PKIMessage) and give the response (DER) in `*out`,
+// to free with `cmpkit_bytes_free`. Every request gets a response, also garbage (an error
+// message); the call fails only on bad arguments.
+cmpkit_result cmpkit_server_process(const struct cmpkit_server *srv,
+                                    const uint8_t *req,
+                                    size_t req_len,
+                                    struct cmpkit_bytes **out);
+
+// The number of certificates the built-in CA has issued and not discarded (certificates
+// made by the handler's own CA are not counted). 0 if `srv` is NULL.
+uint64_t cmpkit_server_issued_count(const struct cmpkit_server *srv);
+
+// The bytes: `*data` and `*len`, borrowed until the bytes are freed.
+cmpkit_result cmpkit_bytes_data(const struct cmpkit_bytes *bytes,
+                                const uint8_t **data,
+                                size_t *len);
+
+// Free bytes (NULL is ignored).
+void cmpkit_bytes_free(struct cmpkit_bytes *bytes);
+
+// Serve `srv` over HTTP on `addr` (e.g. `"127.0.0.1:0"`: port 0 picks a free port, see
+// `cmpkit_listener_port`) with `workers` worker threads (0: 2). Returns at once; the
+// listener serves in the background until `cmpkit_listener_stop`.
+cmpkit_result cmpkit_server_listen(const struct cmpkit_server *srv,
+                                   const char *addr,
+                                   uint32_t workers,
+                                   struct cmpkit_listener **out);
+
+// The TCP port the listener is bound to (0 if `listener` is NULL or stopped).
+uint16_t cmpkit_listener_port(const struct cmpkit_listener *listener);
+
+// HTTP requests answered so far (0 if `listener` is NULL or stopped).
+uint64_t cmpkit_listener_requests_served(const struct cmpkit_listener *listener);
+
+// Stop listening: no new connections, requests in flight are finished (for at most 5 s).
+// Then the listener is freed; `listener` must not be used afterwards (NULL is ignored).
+cmpkit_result cmpkit_listener_stop(struct cmpkit_listener *listener);
+
+// A new server configuration: no secrets (MAC-protected requests refused until one is
+// added), the issuing CA's root as the only trust anchor, the CA signs the responses,
+// a generated throwaway demo CA, no implicit confirmation, checkAfter 1 second.
+// Free with `cmpkit_server_config_free`.
+cmpkit_result cmpkit_server_config_new(struct cmpkit_server_config **out);
+
+// Free a server configuration (NULL is ignored).
+void cmpkit_server_config_free(struct cmpkit_server_config *cfg);
+
+// Accept MAC-protected requests whose senderKID is `reference`, with `secret`. May be
+// called for several references; the same reference again replaces its secret.
+cmpkit_result cmpkit_server_config_add_secret(struct cmpkit_server_config *cfg,
+                                              const uint8_t *reference,
+                                              size_t reference_len,
+                                              const uint8_t *secret,
+                                              size_t secret_len);
+
+// Add trust anchors (PEM, one or more; or one DER certificate) for signature-protected
+// requests. Without any, the issuing CA's root is the trust anchor.
+cmpkit_result cmpkit_server_config_add_trust_anchors(struct cmpkit_server_config *cfg,
+                                                     const uint8_t *certs,
+                                                     size_t len);
+
+// Add intermediate certificates (PEM or DER) that may complete requesters' chains.
+cmpkit_result cmpkit_server_config_add_untrusted(struct cmpkit_server_config *cfg,
+                                                 const uint8_t *certs,
+                                                 size_t len);
+
+// Sign responses with `key` and its certificate `cert` (PEM or DER; further PEM
+// certificates after the first are sent as its chain in extraCerts). Default: the issuing
+// CA signs. The configuration keeps its own reference to the key.
+cmpkit_result cmpkit_server_config_set_signer(struct cmpkit_server_config *cfg,
+                                              const struct cmpkit_key *key,
+                                              const uint8_t *cert,
+                                              size_t cert_len);
+
+// The built-in CA issues with this certificate (PEM; further certificates after the first
+// are its chain up to the root) and private key (PEM). Default: a generated throwaway
+// self-signed CA "CN=cmpkit Demo CA".
+cmpkit_result cmpkit_server_config_set_ca(struct cmpkit_server_config *cfg,
+                                          const uint8_t *cert,
+                                          size_t cert_len,
+                                          const uint8_t *key,
+                                          size_t key_len);
+
+// Grant implicit confirmation (no certConf/pkiConf) to clients that ask for it (1) or not
+// (0, the default).
+cmpkit_result cmpkit_server_config_set_implicit_confirm(struct cmpkit_server_config *cfg,
+                                                        int32_t grant);
+
+// The checkAfter (seconds) sent when the CA handler answers "waiting" (default 1).
+cmpkit_result cmpkit_server_config_set_check_after(struct cmpkit_server_config *cfg,
+                                                   uint32_t seconds);
 
 // Run the whole transaction for `req` (any operation) over the context's transfer,
 // blocking. While polling it sleeps as long as the server asks (`checkAfter`), up to the

@@ -755,3 +755,78 @@ fn event_loop_c_example_schedules_the_poll_requests_itself() {
         .unwrap_or_else(|| panic!("no waited line in {stdout}"));
     assert!(waited_ms >= 900, "{stdout}");
 }
+
+/// `ca_server.c`: a CA whose policy is C code, run as a process; the cmpkit CLI enrolls an
+/// allowed CN (exit 0) and a refused one (exit 1 with the policy's text), then the server
+/// stops by itself after the 3 HTTP requests (ir + certConf, ir).
+#[test]
+fn ca_server_c_example_issues_by_c_policy_and_rejects_other_names() {
+    if !common::available_or_skip("ca_server_c_example_issues_by_c_policy_and_rejects_other_names")
+    {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Read};
+    let exe = compile("ca_server");
+    let dir = common::new_work_dir("c-ca-server");
+    let mut server = Command::new("timeout")
+        .args(["-k", "5", "60"])
+        .arg(&exe)
+        .args(["0", "3", "c-server-secret", "c-server-ref"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ca_server");
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("ca_server said {first:?}"))
+        .to_owned();
+    let enroll = |cn: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cmpkit"))
+            .args(["ir", "-server", &url, "-ref", "c-server-ref"])
+            .args(["-secret", "pass:c-server-secret", "-subject"])
+            .arg(format!("/CN={cn}"))
+            .arg("-certout")
+            .arg(dir.join(format!("{cn}.crt")))
+            .arg("-newkey")
+            .arg(dir.join(format!("{cn}.key")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = enroll("device-1.example");
+    let (code, text) = failure_text(&ok);
+    assert_eq!(code, Some(0), "allowed CN: {text}");
+    assert!(dir.join("device-1.example.crt").exists());
+    let bad = enroll("device-2.test");
+    let (code, text) = failure_text(&bad);
+    assert_eq!(code, Some(1), "refused CN: {text}");
+    assert!(text.contains("policy: CN must end in .example"), "{text}");
+    assert!(text.contains("badCertTemplate"), "{text}");
+    assert!(!dir.join("device-2.test.crt").exists());
+    let status = server.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "ca_server: {status}\n{rest}\n{log}");
+    assert!(
+        rest.contains("served 3 requests: 1 issued, 1 rejected by policy; the CA holds 1"),
+        "{rest}"
+    );
+    assert!(
+        log.contains("policy: issue CN=device-1.example for mac:c-server-ref"),
+        "{log}"
+    );
+    assert!(log.contains("policy: reject CN=device-2.test"), "{log}");
+    assert!(log.contains("confirmed"), "{log}");
+}

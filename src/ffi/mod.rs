@@ -16,10 +16,13 @@
 
 mod util;
 
+pub mod ca_handler;
 pub mod ctx;
 pub mod key;
 pub mod request;
 pub mod response;
+pub mod server;
+pub mod server_config;
 pub mod transaction;
 pub mod version;
 

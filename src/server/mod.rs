@@ -67,8 +67,10 @@
 pub mod demo_ca;
 pub mod ra;
 pub mod store;
+pub mod tools;
 
 pub use store::{MemoryStore, RecordState, TransactionRecord, TransactionStore};
+pub use tools::{summarize, PollingCa};
 
 use crate::asn1::{
     CertOrEncCert, CertRepMessage, CertReqMsg, CertResponse, CertStatus, CertTemplate,

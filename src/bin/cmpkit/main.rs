@@ -1,4 +1,4 @@
-//! `cmpkit`: the command-line CMP client (and, later, server and demo).
+//! `cmpkit`: the command-line CMP client, a CMP server with the demo CA, and a demo.
 //!
 //! Options follow `openssl cmp` where they overlap (`-server`, `-ref`, `-secret`, `-cert`,
 //! `-key`, `-trusted`, `-newkey`, `-subject`, `-certout`, ...), with GNU-style `--` spellings
@@ -20,8 +20,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod demo;
+mod server;
+
 const USAGE: &str = "\
-cmpkit — Certificate Management Protocol (RFC 9810) client
+cmpkit — Certificate Management Protocol (RFC 9810) client and server
 
 Usage: cmpkit <command> [options]
 
@@ -32,6 +35,8 @@ Commands:
   p10cr     enroll a PKCS#10 CSR
   rr        revoke a certificate
   genm      ask the CA: CA certificates, root CA update, request template, key types
+  server    run a CMP server over HTTP with the demo CA
+  demo      enroll, renew, fetch CA certificates and revoke against an in-process CA
   help      show this text, or `cmpkit help <command>`
 
 Run `cmpkit <command> --help` for the options of a command.
@@ -82,6 +87,8 @@ Output:
 /// Per-command help: a summary line, the command's own options, then the common ones.
 fn help(cmd: &str) -> Option<String> {
     let (summary, own) = match cmd {
+        "server" => return Some(server::HELP.to_owned()),
+        "demo" => return Some(demo::HELP.to_owned()),
         "ir" => ("enroll a key (initialization request), then confirm the certificate", ENROLL_HELP),
         "cr" => ("enroll a key (certification request), signed with -cert/-key", ENROLL_HELP),
         "kur" => (
@@ -667,6 +674,8 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Some("server") => server::run(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
         Some(c) if help(c).is_some() => run_command(c, &args[1..]),
         Some(c) => Err(usage(format!("unknown command {c:?}; see `cmpkit help`"))),
     };

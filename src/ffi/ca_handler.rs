@@ -1,0 +1,444 @@
+//! `cmpkit_ca_handler`: a CA whose decisions are C code. The C side sees each certificate
+//! request (`cmpkit_cert_request_info`) or revocation (`cmpkit_revocation_info`) and answers
+//! through a `cmpkit_decision`: delegate to the built-in CA (the default), issue its own
+//! certificate, reject, or wait.
+
+use super::util::{borrow_out, c_string, guard, try_bytes, try_mut, try_ref, try_str};
+use crate::asn1::InfoTypeAndValue;
+use crate::error::{Error, ErrorCode};
+use crate::message::fail_info as fi;
+use crate::server::demo_ca::DemoCa;
+use crate::server::{
+    CaHandler, CertRequestInfo, Decision, Issued, Rejection, Requester, RevocationRequest,
+};
+use der::{Decode, Encode};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+
+/// Decides on a certificate request: read `info`, answer with `cmpkit_decision_issue`,
+/// `_reject`, `_waiting` or `_delegate` (the default if none is called). Return 0; non-zero
+/// means the handler failed and the request is rejected with failInfo systemFailure.
+pub type cmpkit_cert_request_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        info: *const cmpkit_cert_request_info,
+        decision: *mut cmpkit_decision,
+    ) -> i32,
+>;
+
+/// Decides on a revocation: `cmpkit_decision_accept` (revoked), `_reject`, or `_delegate`
+/// (the default: the built-in CA revokes it if it issued it). Return 0; non-zero rejects
+/// with systemFailure.
+pub type cmpkit_revoke_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        info: *const cmpkit_revocation_info,
+        decision: *mut cmpkit_decision,
+    ) -> i32,
+>;
+
+/// Told whether an issued certificate (DER) was confirmed (`accepted` 1: certConf or
+/// implicit confirmation) or not (0); the transaction is identified by its transactionID.
+pub type cmpkit_cert_confirm_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        transaction_id: *const u8,
+        transaction_id_len: usize,
+        cert: *const u8,
+        cert_len: usize,
+        accepted: i32,
+    ),
+>;
+
+/// A CA handler as a function table. Any callback may be NULL (then the built-in CA
+/// decides). The callbacks are called from the server's worker threads, possibly at the
+/// same time (serialize in the callbacks if needed, or listen with one worker);
+/// `userdata` must stay valid until the server and all its listeners are freed.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct cmpkit_ca_handler {
+    /// Passed to every callback.
+    pub userdata: *mut c_void,
+    /// Certificate requests (ir, cr, kur, p10cr, ccr), also asked again on each pollReq
+    /// after a "waiting".
+    pub certificate_request: cmpkit_cert_request_fn,
+    /// Revocation requests (rr).
+    pub revoke: cmpkit_revoke_fn,
+    /// Outcome of an issued certificate.
+    pub cert_confirm: cmpkit_cert_confirm_fn,
+}
+
+/// An authenticated certificate request with verified proof of possession, as the C
+/// handler sees it. Borrowed for the duration of the callback.
+pub struct cmpkit_cert_request_info {
+    kind: u32,
+    polls: u32,
+    subject: Option<CString>,
+    common_name: Option<CString>,
+    requester: CString,
+    public_key: Vec<u8>,
+    transaction_id: Vec<u8>,
+}
+
+/// A revocation request as the C handler sees it. Borrowed for the duration of the callback.
+pub struct cmpkit_revocation_info {
+    issuer: CString,
+    serial: Vec<u8>,
+    reason: i32,
+    requester: CString,
+}
+
+enum Answer {
+    Delegate,
+    Issue(Vec<u8>),
+    Reject(u32, String),
+    Waiting,
+    Accept,
+}
+
+/// The handler's answer, set with the `cmpkit_decision_*` functions during the callback.
+pub struct cmpkit_decision {
+    for_revocation: bool,
+    answer: Answer,
+}
+
+fn requester_text(r: &Requester) -> String {
+    match r {
+        Requester::Mac { sender_kid } => format!("mac:{}", String::from_utf8_lossy(sender_kid)),
+        Requester::Signature { cert_der } => match x509_cert::Certificate::from_der(cert_der) {
+            Ok(c) => format!("cert:{}", c.tbs_certificate().subject()),
+            Err(_) => "cert:?".to_owned(),
+        },
+    }
+}
+
+fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+    let der = name.to_der().ok()?;
+    let n = openssl::x509::X509Name::from_der(&der).ok()?;
+    let e = n.entries_by_nid(openssl::nid::Nid::COMMONNAME).next()?;
+    e.data().to_string().ok()
+}
+
+/// The [`CaHandler`] that calls the C function table, with the built-in CA behind it.
+pub(crate) struct CHandler {
+    pub(crate) table: cmpkit_ca_handler,
+    pub(crate) ca: Arc<DemoCa>,
+}
+
+// SAFETY: the C caller promises (header documentation of cmpkit_ca_handler) that the
+// callbacks may be called from any thread, concurrently, and that userdata stays valid.
+unsafe impl Send for CHandler {}
+// SAFETY: as above.
+unsafe impl Sync for CHandler {}
+
+fn failed() -> Rejection {
+    Rejection::new(fi::SYSTEM_FAILURE, "the CA handler failed")
+}
+
+impl CaHandler for CHandler {
+    fn certificate_request(&self, req: &CertRequestInfo) -> Decision {
+        let Some(f) = self.table.certificate_request else {
+            return self.ca.certificate_request(req);
+        };
+        let info = cmpkit_cert_request_info {
+            kind: u32::from(req.kind.tag()),
+            polls: req.polls,
+            subject: req.subject.as_ref().map(|n| c_string(&n.to_string())),
+            common_name: req
+                .subject
+                .as_ref()
+                .and_then(common_name)
+                .map(|s| c_string(&s)),
+            requester: c_string(&requester_text(&req.requester)),
+            public_key: req.public_key.clone(),
+            transaction_id: req.transaction_id.clone(),
+        };
+        let mut d = cmpkit_decision {
+            for_revocation: false,
+            answer: Answer::Delegate,
+        };
+        // SAFETY: a C callback given by the caller; both pointers live for the call.
+        let rc = unsafe { f(self.table.userdata, &info, &mut d) };
+        if rc != 0 {
+            return Decision::Reject(failed());
+        }
+        match d.answer {
+            Answer::Delegate | Answer::Accept => self.ca.certificate_request(req),
+            Answer::Issue(cert) => Decision::Issue(Issued {
+                cert,
+                ca_pubs: Vec::new(),
+                chain: Vec::new(),
+            }),
+            Answer::Reject(fail_info, text) => Decision::Reject(Rejection { fail_info, text }),
+            Answer::Waiting => Decision::Waiting,
+        }
+    }
+
+    fn cert_confirm(&self, transaction_id: &[u8], cert_der: &[u8], accepted: bool) {
+        if let Some(f) = self.table.cert_confirm {
+            // SAFETY: a C callback given by the caller; the buffers live for the call.
+            unsafe {
+                f(
+                    self.table.userdata,
+                    transaction_id.as_ptr(),
+                    transaction_id.len(),
+                    cert_der.as_ptr(),
+                    cert_der.len(),
+                    i32::from(accepted),
+                )
+            };
+        }
+        self.ca.cert_confirm(transaction_id, cert_der, accepted);
+    }
+
+    fn revoke(&self, req: &RevocationRequest) -> Result<(), Rejection> {
+        let Some(f) = self.table.revoke else {
+            return self.ca.revoke(req);
+        };
+        let info = cmpkit_revocation_info {
+            issuer: c_string(&req.issuer.to_string()),
+            serial: req.serial.clone(),
+            reason: req.reason.map_or(-1, i32::from),
+            requester: c_string(&requester_text(&req.requester)),
+        };
+        let mut d = cmpkit_decision {
+            for_revocation: true,
+            answer: Answer::Delegate,
+        };
+        // SAFETY: a C callback given by the caller; both pointers live for the call.
+        let rc = unsafe { f(self.table.userdata, &info, &mut d) };
+        if rc != 0 {
+            return Err(failed());
+        }
+        match d.answer {
+            Answer::Accept => Ok(()),
+            Answer::Reject(fail_info, text) => Err(Rejection { fail_info, text }),
+            _ => self.ca.revoke(req),
+        }
+    }
+
+    fn general_message(
+        &self,
+        itavs: &[InfoTypeAndValue],
+        requester: &Requester,
+    ) -> Vec<InfoTypeAndValue> {
+        self.ca.general_message(itavs, requester)
+    }
+}
+
+/// The kind of request: its PKIBody tag, 0 ir, 2 cr, 4 p10cr, 7 kur, 13 ccr (0 if `info`
+/// is NULL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_kind(
+    info: *const cmpkit_cert_request_info,
+) -> u32 {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }.map_or(0, |i| i.kind)
+}
+
+/// 0 for the request itself, n when asked again on the n-th pollReq after "waiting".
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_polls(
+    info: *const cmpkit_cert_request_info,
+) -> u32 {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }.map_or(0, |i| i.polls)
+}
+
+/// The requested subject as an RFC 4514 string (e.g. `CN=device-1,O=Example`), or NULL if
+/// the request has none. Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_subject(
+    info: *const cmpkit_cert_request_info,
+) -> *const c_char {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }
+        .and_then(|i| i.subject.as_ref())
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// The first commonName of the requested subject, or NULL. Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_common_name(
+    info: *const cmpkit_cert_request_info,
+) -> *const c_char {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }
+        .and_then(|i| i.common_name.as_ref())
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// Who sent the request: `mac:REFERENCE` or `cert:SUBJECT` (signature). Borrowed for the
+/// callback; NULL only if `info` is NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_requester(
+    info: *const cmpkit_cert_request_info,
+) -> *const c_char {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| i.requester.as_ptr())
+}
+
+/// The public key to certify (SubjectPublicKeyInfo DER). Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_public_key_der(
+    info: *const cmpkit_cert_request_info,
+    der: *mut *const u8,
+    der_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or the live info; out-params NULL or writable.
+        let i = unsafe { try_ref(info, "info") }?;
+        unsafe { borrow_out(&i.public_key, der, der_len) }
+    })
+}
+
+/// The transactionID. Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_cert_request_info_transaction_id(
+    info: *const cmpkit_cert_request_info,
+    id: *mut *const u8,
+    id_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or the live info; out-params NULL or writable.
+        let i = unsafe { try_ref(info, "info") }?;
+        unsafe { borrow_out(&i.transaction_id, id, id_len) }
+    })
+}
+
+/// The issuer of the certificate to revoke (RFC 4514 string). Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_revocation_info_issuer(
+    info: *const cmpkit_revocation_info,
+) -> *const c_char {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| i.issuer.as_ptr())
+}
+
+/// The serial number to revoke (the INTEGER's content octets). Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_revocation_info_serial(
+    info: *const cmpkit_revocation_info,
+    serial: *mut *const u8,
+    serial_len: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or the live info; out-params NULL or writable.
+        let i = unsafe { try_ref(info, "info") }?;
+        unsafe { borrow_out(&i.serial, serial, serial_len) }
+    })
+}
+
+/// The CRLReason code of the request, or -1 if none was given.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_revocation_info_reason(info: *const cmpkit_revocation_info) -> i32 {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }.map_or(-1, |i| i.reason)
+}
+
+/// Who sent the request: `mac:REFERENCE` or `cert:SUBJECT`. Borrowed for the callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_revocation_info_requester(
+    info: *const cmpkit_revocation_info,
+) -> *const c_char {
+    // SAFETY: NULL or the live info of the running callback.
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| i.requester.as_ptr())
+}
+
+fn decide(
+    decision: *mut cmpkit_decision,
+    f: impl FnOnce(&mut cmpkit_decision) -> Result<Answer, Error>,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or the live decision of the running callback.
+        let d = unsafe { try_mut(decision, "decision") }?;
+        d.answer = f(d)?;
+        Ok(())
+    })
+}
+
+fn only_for_requests(d: &cmpkit_decision, what: &str) -> Result<(), Error> {
+    if d.for_revocation {
+        return Err(Error::new(
+            ErrorCode::InvalidState,
+            format!("{what} answers a certificate request, not a revocation"),
+        ));
+    }
+    Ok(())
+}
+
+/// Let the built-in CA decide (the default).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_decision_delegate(decision: *mut cmpkit_decision) -> ErrorCode {
+    decide(decision, |_| Ok(Answer::Delegate))
+}
+
+/// Issue this certificate (DER), made by the caller's own CA; it must certify the requested
+/// public key (the server sends it as is). Certificate requests only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_decision_issue(
+    decision: *mut cmpkit_decision,
+    cert: *const u8,
+    cert_len: usize,
+) -> ErrorCode {
+    decide(decision, |d| {
+        only_for_requests(d, "cmpkit_decision_issue")?;
+        // SAFETY: a buffer of `cert_len` bytes per the contract.
+        let der = unsafe { try_bytes(cert, cert_len, "cert") }?;
+        x509_cert::Certificate::from_der(der).map_err(|e| {
+            Error::new(
+                ErrorCode::BadCertificate,
+                format!("not a DER certificate: {e}"),
+            )
+        })?;
+        Ok(Answer::Issue(der.to_vec()))
+    })
+}
+
+/// Refuse: `fail_info` is a PKIFailureInfo mask (bit n = `1u << n`, e.g. badCertTemplate
+/// = `1u << 19`; 0 gives badRequest), `text` (may be NULL) goes into statusString.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_decision_reject(
+    decision: *mut cmpkit_decision,
+    fail_info: u32,
+    text: *const c_char,
+) -> ErrorCode {
+    decide(decision, |_| {
+        let text = if text.is_null() {
+            "rejected by the CA".to_owned()
+        } else {
+            // SAFETY: a NUL-terminated string per the contract.
+            unsafe { try_str(text, "text") }?.to_owned()
+        };
+        let mask = if fail_info == 0 {
+            1 << fi::BAD_REQUEST
+        } else {
+            fail_info
+        };
+        Ok(Answer::Reject(mask, text))
+    })
+}
+
+/// Not decided yet: the client polls, and the handler is asked again on each pollReq.
+/// Certificate requests only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_decision_waiting(decision: *mut cmpkit_decision) -> ErrorCode {
+    decide(decision, |d| {
+        only_for_requests(d, "cmpkit_decision_waiting")?;
+        Ok(Answer::Waiting)
+    })
+}
+
+/// The certificate is revoked (by the caller's own CA). Revocations only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_decision_accept(decision: *mut cmpkit_decision) -> ErrorCode {
+    decide(decision, |d| {
+        if !d.for_revocation {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "cmpkit_decision_accept answers a revocation; use cmpkit_decision_issue or _delegate",
+            ));
+        }
+        Ok(Answer::Accept)
+    })
+}
