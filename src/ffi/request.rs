@@ -1,7 +1,7 @@
 //! `cmpkit_request`: what to ask the CA for.
 
 use super::key::cmpkit_key;
-use super::util::{free_handle, guard, into_handle, try_mut, try_ref, try_str, write_out};
+use super::util::{free_handle, guard, try_mut, try_ref, try_str, write_handle};
 use crate::client::EnrollRequest;
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::parse_name;
@@ -34,7 +34,7 @@ pub unsafe extern "C" fn cmpkit_request_new_ir(
             },
         };
         // SAFETY: `out` is NULL or writable.
-        unsafe { write_out(out, into_handle(req), "out") }
+        unsafe { write_handle(out, req, "out") }
     })
 }
 

@@ -118,6 +118,24 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, v: T, name: &str) -> Result<(), E
     Ok(())
 }
 
+/// Move `v` into a new handle and write it to `*out`. With a NULL `out` nothing is allocated
+/// and `v` is dropped here (boxing first and then finding `out` NULL leaked the handle, and
+/// for an external key skipped its `free_userdata`).
+///
+/// # Safety
+/// `out` must be NULL or valid for a write of a pointer.
+pub(crate) unsafe fn write_handle<T>(out: *mut *mut T, v: T, name: &str) -> Result<(), Error> {
+    if out.is_null() {
+        drop(v);
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            format!("{name} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL and writable per the caller's contract.
+    unsafe { write_out(out, into_handle(v), name) }
+}
+
 /// Move a value into a new heap handle for C.
 pub(crate) fn into_handle<T>(v: T) -> *mut T {
     Box::into_raw(Box::new(v))
