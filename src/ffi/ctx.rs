@@ -1,9 +1,7 @@
 //! `cmpkit_ctx`: a client context — server, credentials, trust, options, transport.
 
 use super::key::cmpkit_key;
-use super::util::{
-    c_string, free_handle, guard_on, into_handle, try_bytes, try_mut, try_str, write_out,
-};
+use super::util::{c_string, free_handle, guard_on, try_bytes, try_mut, try_str, write_handle};
 use crate::client::{ClientConfig, Credentials, Transfer};
 use crate::crypto::cert::parse_pem_or_der;
 use crate::crypto::{Decryptor, SecretBytes, Signer, SoftwareDecryptor, TrustStore};
@@ -242,7 +240,7 @@ pub unsafe extern "C" fn cmpkit_ctx_new(out: *mut *mut cmpkit_ctx) -> ErrorCode 
             last_error: None,
         };
         // SAFETY: `out` is NULL or writable.
-        unsafe { write_out(out, into_handle(ctx), "out") }
+        unsafe { write_handle(out, ctx, "out") }
     })
 }
 

@@ -1,8 +1,6 @@
 //! `cmpkit_key`: a private key, in memory (OpenSSL) or behind the caller's sign callback.
 
-use super::util::{
-    borrow_out, copy_out, free_handle, guard, into_handle, try_bytes, try_ref, write_out,
-};
+use super::util::{borrow_out, copy_out, free_handle, guard, try_bytes, try_ref, write_handle};
 use crate::crypto::{KeyType, SigAlg, Signer, SoftwareKey};
 use crate::error::{Error, ErrorCode, Result};
 use std::ffi::c_void;
@@ -168,7 +166,7 @@ pub unsafe extern "C" fn cmpkit_key_generate(
         let kind = key_type(kind, bits)?;
         let key = SoftwareKey::generate(kind)?;
         // SAFETY: `out` is NULL or writable per the API contract.
-        unsafe { write_out(out, into_handle(cmpkit_key::software(key)), "out") }
+        unsafe { write_handle(out, cmpkit_key::software(key), "out") }
     })
 }
 
@@ -186,7 +184,7 @@ pub unsafe extern "C" fn cmpkit_key_from_pem_or_der(
         let data = unsafe { try_bytes(data, len, "data") }?;
         let key = SoftwareKey::from_pem_or_der(data)?;
         // SAFETY: `out` is NULL or writable.
-        unsafe { write_out(out, into_handle(cmpkit_key::software(key)), "out") }
+        unsafe { write_handle(out, cmpkit_key::software(key), "out") }
     })
 }
 
@@ -251,7 +249,7 @@ pub unsafe extern "C" fn cmpkit_key_new_external(
             software: None,
         };
         // SAFETY: `out` checked non-NULL above and writable per the contract.
-        unsafe { write_out(out, into_handle(handle), "out") }
+        unsafe { write_handle(out, handle, "out") }
     })
 }
 

@@ -125,7 +125,12 @@ pub unsafe extern "C" fn cmpkit_server_process(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_server_issued_count(srv: *const cmpkit_server) -> u64 {
     // SAFETY: NULL or a live server handle.
-    unsafe { srv.as_ref() }.map_or(0, |s| s.ca.issued().len() as u64)
+    let srv = unsafe { srv.as_ref() };
+    // A poisoned lock inside the CA must not unwind into C.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        srv.map_or(0, |s| s.ca.issued().len() as u64)
+    }))
+    .unwrap_or(0)
 }
 
 /// The bytes: `*data` and `*len`, borrowed until the bytes are freed.
@@ -193,9 +198,14 @@ pub unsafe extern "C" fn cmpkit_listener_port(listener: *const cmpkit_listener) 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_listener_requests_served(listener: *const cmpkit_listener) -> u64 {
     // SAFETY: NULL or a live listener handle.
-    unsafe { listener.as_ref() }
-        .and_then(|l| l.http.as_ref())
-        .map_or(0, |h| h.stats().requests_served)
+    let listener = unsafe { listener.as_ref() };
+    // The statistics sit behind a lock: a poisoned one must not unwind into C.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        listener
+            .and_then(|l| l.http.as_ref())
+            .map_or(0, |h| h.stats().requests_served)
+    }))
+    .unwrap_or(0)
 }
 
 /// Stop listening: no new connections, requests in flight are finished (for at most 5 s).

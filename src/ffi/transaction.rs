@@ -6,7 +6,7 @@ use super::request::cmpkit_request;
 use super::response::cmpkit_response;
 use super::util::{
     borrow_out, c_string, free_handle, guard, into_handle, set_last_error, try_bytes, try_mut,
-    try_ref, write_out,
+    try_ref, write_handle,
 };
 use crate::client::{execute, Transaction};
 use crate::error::{Error, ErrorCode};
@@ -102,14 +102,14 @@ pub unsafe extern "C" fn cmpkit_transaction_start(
             .inspect_err(|e| c.set_error(e))?;
         // SAFETY: `out` checked non-NULL; writable per the contract.
         unsafe {
-            write_out(
+            write_handle(
                 out,
-                into_handle(cmpkit_transaction {
+                cmpkit_transaction {
                     inner: tx,
                     last_error: None,
                     started: Instant::now(),
                     fed_at: Instant::now(),
-                }),
+                },
                 "out",
             )
         }
@@ -270,13 +270,7 @@ pub unsafe extern "C" fn cmpkit_transaction_response(
         // SAFETY: NULL or a live transaction handle.
         let t = unsafe { try_ref(tx, "tx") }?;
         // SAFETY: `out` NULL or writable.
-        unsafe {
-            write_out(
-                out,
-                into_handle(cmpkit_response::new(t.inner.response().clone())),
-                "out",
-            )
-        }
+        unsafe { write_handle(out, cmpkit_response::new(t.inner.response().clone()), "out") }
     })
 }
 

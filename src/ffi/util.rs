@@ -118,6 +118,24 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, v: T, name: &str) -> Result<(), E
     Ok(())
 }
 
+/// Move `v` into a new handle and write it to `*out`. With a NULL `out` nothing is allocated
+/// and `v` is dropped here (boxing first and then finding `out` NULL leaked the handle, and
+/// for an external key skipped its `free_userdata`).
+///
+/// # Safety
+/// `out` must be NULL or valid for a write of a pointer.
+pub(crate) unsafe fn write_handle<T>(out: *mut *mut T, v: T, name: &str) -> Result<(), Error> {
+    if out.is_null() {
+        drop(v);
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            format!("{name} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL and writable per the caller's contract.
+    unsafe { write_out(out, into_handle(v), name) }
+}
+
 /// Move a value into a new heap handle for C.
 pub(crate) fn into_handle<T>(v: T) -> *mut T {
     Box::into_raw(Box::new(v))
@@ -227,4 +245,131 @@ where
         let c = unsafe { try_mut(ctx, "ctx") }?;
         f(c).inspect_err(|e| c.set_error(e))
     })
+}
+
+/// The plumbing on its own, without OpenSSL, so that it also runs under miri
+/// (`cargo +nightly miri test --lib ffi::util`; see README, "Testing").
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ptr::{null, null_mut};
+
+    #[test]
+    fn copy_out_reports_the_size_and_copies_only_when_it_fits() {
+        let data = [1u8, 2, 3, 4];
+        let mut len = 0usize;
+        // SAFETY: NULL buffer with capacity 0; `len` is writable.
+        let e = unsafe { copy_out(&data, null_mut(), 0, &mut len) }.unwrap_err();
+        assert_eq!((e.code, len), (ErrorCode::BufferTooSmall, 4));
+        let mut small = [0u8; 3];
+        // SAFETY: `small` holds 3 bytes.
+        let e = unsafe { copy_out(&data, small.as_mut_ptr(), 3, &mut len) }.unwrap_err();
+        assert_eq!((e.code, small), (ErrorCode::BufferTooSmall, [0; 3]));
+        let mut buf = [0u8; 8];
+        // SAFETY: `buf` holds 8 bytes.
+        unsafe { copy_out(&data, buf.as_mut_ptr(), 8, &mut len) }.unwrap();
+        assert_eq!((&buf[..4], len), (&data[..], 4));
+        // SAFETY: NULL `len` is rejected before any write.
+        let e = unsafe { copy_out(&data, buf.as_mut_ptr(), 8, null_mut()) }.unwrap_err();
+        assert_eq!(e.code, ErrorCode::NullArgument);
+        // Empty data into an empty, dangling-but-aligned buffer.
+        // SAFETY: zero bytes are written.
+        unsafe { copy_out(&[], std::ptr::NonNull::dangling().as_ptr(), 0, &mut len) }.unwrap();
+        assert_eq!(len, 0);
+    }
+
+    #[test]
+    fn borrow_out_points_at_the_data() {
+        let data = vec![9u8; 5];
+        let (mut p, mut len) = (null(), 0usize);
+        // SAFETY: both out-params are writable.
+        unsafe { borrow_out(&data, &mut p, &mut len) }.unwrap();
+        // SAFETY: `p`/`len` describe `data`, alive here.
+        assert_eq!(unsafe { std::slice::from_raw_parts(p, len) }, &data[..]);
+        // SAFETY: NULL out-params are rejected.
+        unsafe {
+            assert!(borrow_out(&data, null_mut(), &mut len).is_err());
+            assert!(borrow_out(&data, &mut p, null_mut()).is_err());
+        }
+    }
+
+    #[test]
+    fn try_bytes_and_try_str_check_null_length_and_utf8() {
+        // SAFETY: NULL/len combinations the function must reject or map to empty.
+        unsafe {
+            assert_eq!(try_bytes(null(), 0, "b").unwrap(), &[] as &[u8]);
+            assert_eq!(
+                try_bytes(null(), 1, "b").unwrap_err().code,
+                ErrorCode::NullArgument
+            );
+            let x = [7u8; 2];
+            assert_eq!(
+                try_bytes(x.as_ptr(), usize::MAX, "b").unwrap_err().code,
+                ErrorCode::InvalidArgument
+            );
+            assert_eq!(try_bytes(x.as_ptr(), 2, "b").unwrap(), &x);
+            assert_eq!(
+                try_str(null(), "s").unwrap_err().code,
+                ErrorCode::NullArgument
+            );
+            assert_eq!(try_str(c"ok".as_ptr(), "s").unwrap(), "ok");
+            let bad = [0xffu8, 0];
+            assert_eq!(
+                try_str(bad.as_ptr().cast(), "s").unwrap_err().code,
+                ErrorCode::InvalidArgument
+            );
+            let mut out = 0u32;
+            write_out(&mut out, 5, "o").unwrap();
+            assert_eq!(out, 5);
+            assert!(write_out(null_mut::<u32>(), 5, "o").is_err());
+        }
+    }
+
+    #[test]
+    fn guard_turns_errors_and_panics_into_codes_and_a_last_error() {
+        assert_eq!(guard(|| Ok(())), ErrorCode::Ok);
+        assert_eq!(
+            guard(|| Err(Error::new(ErrorCode::NotFound, "nope\0with nul"))),
+            ErrorCode::NotFound
+        );
+        // SAFETY: the last error is a NUL-terminated string owned by this thread.
+        let text = unsafe { CStr::from_ptr(cmpkit_last_error()) };
+        assert!(text.to_str().unwrap().contains("nope with nul"));
+        assert_eq!(guard(|| panic!("boom")), ErrorCode::Internal);
+        // SAFETY: as above.
+        let text = unsafe { CStr::from_ptr(cmpkit_last_error()) };
+        assert!(text.to_str().unwrap().contains("panic caught"));
+    }
+
+    #[test]
+    fn handles_round_trip_and_free_null() {
+        let p = into_handle(String::from("handle"));
+        // SAFETY: `p` is live until freed below, once.
+        unsafe {
+            assert_eq!(*p, "handle");
+            free_handle(p);
+            free_handle(null_mut::<String>());
+        }
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("destructor");
+            }
+        }
+        // SAFETY: freed once; the destructor's panic is contained.
+        unsafe { free_handle(into_handle(PanicsOnDrop)) };
+    }
+
+    #[test]
+    fn every_result_code_has_a_c_name() {
+        for v in 0..1000u32 {
+            let p = cmpkit_result_name(v);
+            // SAFETY: static NUL-terminated strings.
+            let name = unsafe { CStr::from_ptr(p) }.to_str().unwrap();
+            match ErrorCode::from_u32(v) {
+                Some(c) => assert_eq!(name, c.name()),
+                None => assert_eq!(name, "unknown"),
+            }
+        }
+    }
 }

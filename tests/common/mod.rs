@@ -9,6 +9,8 @@
 //! where they fail instead of passing silently.
 #![allow(dead_code)]
 
+pub mod cexamples;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
