@@ -30,11 +30,13 @@ use openssl::x509::{
 };
 use std::sync::{Arc, Mutex};
 
-/// `id-it-caCerts` (RFC 9810 §5.3.19.18).
-pub const IT_CA_CERTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.17");
-/// `id-it-signKeyPairTypes` (RFC 9810 §5.3.19.2).
-pub const IT_SIGN_KEY_PAIR_TYPES: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.2");
+pub use crate::asn1::oid::{IT_CA_CERTS, IT_SIGN_KEY_PAIR_TYPES};
+use crate::asn1::oid::{
+    IT_CERT_REQ_TEMPLATE, IT_CRLS, IT_CRL_STATUS_LIST, IT_ROOT_CA_CERT, IT_ROOT_CA_KEY_UPDATE,
+};
+
+/// `id-regCtrl-algId` (RFC 9483 §4.3.3): the key algorithm a certReqTemplate asks for.
+const REG_CTRL_ALG_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.5.1.11");
 
 /// Extensions copied from the request template: subjectAltName, keyUsage, extKeyUsage.
 const COPIED_EXTENSIONS: [&str; 3] = ["2.5.29.17", "2.5.29.15", "2.5.29.37"];
@@ -185,6 +187,35 @@ impl DemoCa {
     /// The revocations so far.
     pub fn revocations(&self) -> Vec<Revocation> {
         self.lock().revoked.clone()
+    }
+
+    /// The certReqTemplate this CA hands out (RFC 9483 §4.3.3): subject and key left to the
+    /// requester, with an EC P-256 key asked for in keySpec.
+    fn cert_req_template(&self) -> Option<Any> {
+        let p256 = crate::crypto::SoftwareKey::generate(crate::crypto::KeyType::EcP256).ok()?;
+        let alg =
+            spki::SubjectPublicKeyInfoOwned::from_der(crate::crypto::Signer::public_key_der(&p256))
+                .ok()?
+                .algorithm;
+        let content = crate::asn1::genm::CertReqTemplateContent {
+            cert_template: crmf::request::CertTemplate {
+                version: None,
+                serial_number: None,
+                signature: None,
+                issuer: None,
+                validity: None,
+                subject: None,
+                subject_public_key_info: None,
+                issuer_unique_id: None,
+                subject_unique_id: None,
+                extensions: None,
+            },
+            key_spec: Some(vec![x509_cert::attr::AttributeTypeAndValue {
+                oid: REG_CTRL_ALG_ID,
+                value: Any::from_der(&alg.to_der().ok()?).ok()?,
+            }]),
+        };
+        Any::from_der(&content.to_der().ok()?).ok()
     }
 
     /// A CRL (v2, DER) listing every revoked certificate, valid for one day, with a fresh
@@ -385,6 +416,31 @@ impl CaHandler for DemoCa {
                 .map(SigAlg::algorithm_identifier)
                 .collect();
                 algs.to_der().ok().and_then(|d| Any::from_der(&d).ok())
+            } else if itav.oid == IT_CERT_REQ_TEMPLATE {
+                self.cert_req_template()
+            } else if itav.oid == IT_CRL_STATUS_LIST {
+                // Answered with id-it-crls: the current CRL (RFC 9483 §4.3.4).
+                let crls: Option<crate::asn1::genm::CrlsValue> = self
+                    .crl()
+                    .ok()
+                    .and_then(|d| Decode::from_der(&d).ok())
+                    .map(|c| vec![c]);
+                let value = crls
+                    .and_then(|c| c.to_der().ok())
+                    .and_then(|d| Any::from_der(&d).ok());
+                out.push(InfoTypeAndValue {
+                    oid: IT_CRLS,
+                    value,
+                });
+                continue;
+            } else if itav.oid == IT_ROOT_CA_CERT {
+                // This CA never rolls its root over: rootCaKeyUpdate without a value says
+                // "no update available" (RFC 9483 §4.3.2).
+                out.push(InfoTypeAndValue {
+                    oid: IT_ROOT_CA_KEY_UPDATE,
+                    value: None,
+                });
+                continue;
             } else {
                 continue;
             };
