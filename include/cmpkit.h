@@ -660,6 +660,16 @@ cmpkit_result cmpkit_request_new_ir(const struct cmpkit_key *key, struct cmpkit_
 // the request; the caller frees it with `cmpkit_request_free`.
 cmpkit_result cmpkit_request_new_cr(const struct cmpkit_key *key, struct cmpkit_request **out);
 
+// Create a key recovery request (krr, RFC 9810 §5.3.8) for `key`'s certificate: the
+// answer (krp) carries the new signature certificate and the recovered key pairs; read the
+// certificate as for ir. Set subject and subjectAltNames as for `cmpkit_request_new_ir`.
+cmpkit_result cmpkit_request_new_krr(const struct cmpkit_key *key, struct cmpkit_request **out);
+
+// Create a cross-certification request (ccr, RFC 9810 §5.3.11): a CA asks another CA to
+// certify `key`; answered by ccp, then certConf. Set subject and subjectAltNames as for
+// `cmpkit_request_new_ir`.
+cmpkit_result cmpkit_request_new_ccr(const struct cmpkit_key *key, struct cmpkit_request **out);
+
 // Create an ir with central key generation (RFC 9483 §4.1.6): the CA (or its key generation
 // authority) makes the key pair of `kind` (a `cmpkit_key_kind`, 0: the CA chooses; `bits`
 // for RSA) and returns the private key encrypted; read it with

@@ -444,3 +444,109 @@ fn every_command_has_help() {
         );
     }
 }
+
+/// `cmpkit server` on a free port with one MAC client; returns it and its URL.
+fn our_server(max_requests: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_cmpkit"))
+        .args([
+            "server",
+            "-port",
+            "0",
+            "-ref",
+            "r",
+            "-secret",
+            "pass:s",
+            "-max_requests",
+            max_requests,
+            "-max_seconds",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let url = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_owned();
+    (server, url)
+}
+
+#[test]
+fn cli_ccr_is_cross_certified_by_our_server() {
+    let dir = common::new_work_dir("cli-ccr");
+    let (mut server, url) = our_server("2");
+    let o = cmpkit(
+        &dir,
+        &[
+            "ccr",
+            "-server",
+            &url,
+            "-ref",
+            "r",
+            "-secret",
+            "pass:s",
+            "-subject",
+            "/CN=Other CA",
+            "-newkey",
+            "other.key",
+            "-certout",
+            "other.crt",
+        ],
+    );
+    let _ = server.wait();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("enrolled: subject \"CN=Other CA\""),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        dir.join("other.key").exists(),
+        "the generated key is written to -newkey"
+    );
+}
+
+#[test]
+fn cli_central_keygen_request_reaches_the_ca_which_names_its_refusal() {
+    // The demo CA does not generate keys: its answer (a rejection of the keyless template)
+    // is reported with status and failInfo, exit 1.
+    let dir = common::new_work_dir("cli-ckg");
+    let (mut server, url) = our_server("1");
+    let o = cmpkit(
+        &dir,
+        &[
+            "ir",
+            "-server",
+            &url,
+            "-ref",
+            "r",
+            "-secret",
+            "pass:s",
+            "-subject",
+            "/CN=keygen",
+            "-centralkeygen",
+            "-newkeytype",
+            "ec",
+            "-certout",
+            "k.crt",
+            "-keyout",
+            "k.key",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("server status: rejection"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("k.key").exists());
+}

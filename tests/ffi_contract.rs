@@ -856,3 +856,92 @@ fn central_keygen_requests_carry_no_key_and_no_pop_and_decrypt_settings_are_chec
         );
     }
 }
+
+static CCR_SERVER: std::sync::OnceLock<cmpkit::server::Server> = std::sync::OnceLock::new();
+
+unsafe extern "C" fn to_our_server(
+    _: *mut c_void,
+    req: *const u8,
+    len: usize,
+    rsp: *mut cmpkit_buffer,
+) -> i32 {
+    // SAFETY: the library passes a valid request buffer.
+    let answer = CCR_SERVER
+        .get()
+        .unwrap()
+        .process(unsafe { std::slice::from_raw_parts(req, len) });
+    // SAFETY: `rsp` is the library's live buffer.
+    (unsafe { cmpkit_buffer_append(rsp, answer.as_ptr(), answer.len()) }) as i32
+}
+
+#[test]
+fn ccr_and_krr_from_c_reach_the_server_and_report_its_answer() {
+    use cmpkit::server::demo_ca::DemoCa;
+    use cmpkit::server::{MemoryStore, Server, ServerConfig};
+    use std::sync::Arc;
+    CCR_SERVER.get_or_init(|| {
+        let ca = Arc::new(DemoCa::generate().unwrap());
+        let config = ServerConfig {
+            signer: Some(ca.signer().unwrap()),
+            secrets: Some(Arc::new(|kid: &[u8]| (kid == b"r").then(|| b"s".to_vec()))),
+            ..ServerConfig::default()
+        };
+        Server::new(config, ca, Arc::new(MemoryStore::new())).unwrap()
+    });
+    // SAFETY: valid handles and callbacks.
+    unsafe {
+        let (mut ctx, mut key) = (null_mut(), null_mut());
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_secret(ctx, b"s".as_ptr(), 1, b"r".as_ptr(), 1),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_ctx_set_transfer(ctx, Some(to_our_server), null_mut()),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_key_generate(KeyKind::EcP256 as u32, 0, &mut key),
+            ErrorCode::Ok
+        );
+        let mut ccr = null_mut();
+        assert_eq!(cmpkit_request_new_ccr(key, &mut ccr), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_request_set_subject(ccr, c"/CN=Other CA".as_ptr()),
+            ErrorCode::Ok
+        );
+        let mut rsp = null_mut();
+        assert_eq!(
+            cmpkit_execute(ctx, ccr, &mut rsp),
+            ErrorCode::Ok,
+            "{}",
+            last_error()
+        );
+        let (mut der, mut len) = (null(), 0usize);
+        assert_eq!(
+            cmpkit_response_cert_der(rsp, &mut der, &mut len),
+            ErrorCode::Ok
+        );
+        assert!(len > 100);
+        cmpkit_response_free(rsp);
+        // The demo CA does not recover keys: the server's refusal comes back as the peer's status.
+        let mut krr = null_mut();
+        assert_eq!(cmpkit_request_new_krr(key, &mut krr), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_request_set_subject(krr, c"/CN=lost key".as_ptr()),
+            ErrorCode::Ok
+        );
+        let mut rsp = null_mut();
+        assert_eq!(cmpkit_execute(ctx, krr, &mut rsp), ErrorCode::PeerError);
+        assert_eq!(cmpkit_response_status(rsp), 2, "rejection");
+        cmpkit_response_free(rsp);
+        assert_eq!(
+            cmpkit_request_new_krr(null(), &mut null_mut()),
+            ErrorCode::NullArgument
+        );
+        cmpkit_request_free(ccr);
+        cmpkit_request_free(krr);
+        cmpkit_key_free(key);
+        cmpkit_ctx_free(ctx);
+    }
+}

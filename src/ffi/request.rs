@@ -37,6 +37,10 @@ pub(crate) enum RequestOp {
         key: Option<Arc<dyn Signer>>,
     },
     Genm(Vec<InfoTypeAndValue>),
+    /// Key recovery request.
+    Krr(EnrollRequest),
+    /// Cross-certification request.
+    Ccr(EnrollRequest),
     /// ir (`cr == false`) or cr with central key generation.
     Keygen {
         cr: bool,
@@ -76,6 +80,8 @@ impl RequestOp {
                 key: key.clone(),
             },
             RequestOp::Genm(itavs) => Operation::Genm(itavs.clone()),
+            RequestOp::Krr(r) => Operation::Krr(copy_enroll(r)),
+            RequestOp::Ccr(r) => Operation::Ccr(copy_enroll(r)),
             RequestOp::Keygen { cr: false, request } => Operation::IrCentralKeygen(request.clone()),
             RequestOp::Keygen { cr: true, request } => Operation::CrCentralKeygen(request.clone()),
         }
@@ -89,6 +95,8 @@ impl RequestOp {
             RequestOp::P10cr(_) => "p10cr",
             RequestOp::Rr { .. } => "rr",
             RequestOp::Genm(_) => "genm",
+            RequestOp::Krr(_) => "krr",
+            RequestOp::Ccr(_) => "ccr",
             RequestOp::Keygen { cr: false, .. } => "ir (central key generation)",
             RequestOp::Keygen { cr: true, .. } => "cr (central key generation)",
         }
@@ -175,6 +183,34 @@ pub unsafe extern "C" fn cmpkit_request_new_cr(
     guard(|| {
         // SAFETY: NULL or a live key handle; `out` NULL or writable.
         unsafe { new_request(RequestOp::Cr(enroll(key, "key")?), out) }
+    })
+}
+
+/// Create a key recovery request (krr, RFC 9810 §5.3.8) for `key`'s certificate: the
+/// answer (krp) carries the new signature certificate and the recovered key pairs; read the
+/// certificate as for ir. Set subject and subjectAltNames as for `cmpkit_request_new_ir`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_request_new_krr(
+    key: *const cmpkit_key,
+    out: *mut *mut cmpkit_request,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live key handle; `out` NULL or writable.
+        unsafe { new_request(RequestOp::Krr(enroll(key, "key")?), out) }
+    })
+}
+
+/// Create a cross-certification request (ccr, RFC 9810 §5.3.11): a CA asks another CA to
+/// certify `key`; answered by ccp, then certConf. Set subject and subjectAltNames as for
+/// `cmpkit_request_new_ir`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_request_new_ccr(
+    key: *const cmpkit_key,
+    out: *mut *mut cmpkit_request,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: NULL or a live key handle; `out` NULL or writable.
+        unsafe { new_request(RequestOp::Ccr(enroll(key, "key")?), out) }
     })
 }
 
@@ -551,9 +587,11 @@ fn on_request(
         // SAFETY: NULL or a live request handle used by one thread.
         let r = unsafe { try_mut(req, "req") }?;
         match &mut r.op {
-            RequestOp::Ir(e) | RequestOp::Cr(e) | RequestOp::Kur { request: e, .. } => {
-                f(&mut e.subject, &mut e.sans)
-            }
+            RequestOp::Ir(e)
+            | RequestOp::Cr(e)
+            | RequestOp::Krr(e)
+            | RequestOp::Ccr(e)
+            | RequestOp::Kur { request: e, .. } => f(&mut e.subject, &mut e.sans),
             RequestOp::Keygen { request, .. } => f(&mut request.subject, &mut request.sans),
             other => Err(Error::new(
                 ErrorCode::InvalidState,

@@ -6,10 +6,11 @@
 //! 2 usage, 3 transfer failure, 4 the response failed a check, 5 local failure (files, keys).
 
 use cmpkit::client::{
-    execute, genm, ClientConfig, Credentials, EnrollRequest, Operation, Transaction, Transfer,
+    execute, genm, ClientConfig, Credentials, EnrollRequest, KeygenRequest, Operation, Transaction,
+    Transfer,
 };
 use cmpkit::crypto::cert::parse_pem_or_der;
-use cmpkit::crypto::{KeyType, SoftwareKey, TrustStore};
+use cmpkit::crypto::{KeyType, SoftwareDecryptor, SoftwareKey, TrustStore};
 use cmpkit::message::parse_name;
 use cmpkit::protection::{MacParams, PbmConfig, Pbmac1Config};
 use cmpkit::transport::HttpTransfer;
@@ -31,6 +32,8 @@ Usage: cmpkit <command> [options]
 Commands:
   ir        initial registration: enroll a (new) key, usually with a shared secret
   cr        certification request: enroll a (new) key, signed with an existing certificate
+  ccr       cross-certification request
+  krr       key recovery request
   kur       key update: renew a certificate with a new key
   p10cr     enroll a PKCS#10 CSR
   rr        revoke a certificate
@@ -76,6 +79,9 @@ What to ask for:
   -san NAME             subjectAltName: DNS name, IP address, URI (with ://) or e-mail (with @);
                         may repeat
   -implicit_confirm     ask the server to skip certConf/pkiConf
+  -centralkeygen        let the CA generate the key (RFC 9483 §4.1.6; ir and cr): with
+                        -newkeytype to ask for a type; the key arrives encrypted (with the
+                        shared secret, or for -cert/-key) and is written to -keyout
 
 Output:
   -certout FILE         the new certificate (PEM)
@@ -91,6 +97,8 @@ fn help(cmd: &str) -> Option<String> {
         "demo" => return Some(demo::HELP.to_owned()),
         "ir" => ("enroll a key (initialization request), then confirm the certificate", ENROLL_HELP),
         "cr" => ("enroll a key (certification request), signed with -cert/-key", ENROLL_HELP),
+        "ccr" => ("have another CA cross-certify a key (cross-certification request)", ENROLL_HELP),
+        "krr" => ("recover a key pair (key recovery request)", ENROLL_HELP),
         "kur" => (
             "renew a certificate with a new key (key update request)",
             "Old certificate:\n  -oldcert FILE         the certificate to update (default: -cert); the\n                        request is signed with -cert/-key\n\n",
@@ -389,9 +397,12 @@ const ENROLL_VALUED: &[&str] = &[
 fn command_options(cmd: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     let (mut v, mut f): (Vec<&str>, Vec<&str>) = (COMMON_VALUED.to_vec(), COMMON_FLAGS.to_vec());
     match cmd {
-        "ir" | "cr" | "kur" => {
+        "ir" | "cr" | "kur" | "ccr" | "krr" => {
             v.extend(ENROLL_VALUED);
             f.push("implicit_confirm");
+            if cmd == "ir" || cmd == "cr" {
+                f.push("centralkeygen");
+            }
             if cmd == "kur" {
                 v.push("oldcert");
             }
@@ -465,13 +476,40 @@ fn run_command(cmd: &str, args: &[String]) -> Result<(), Fail> {
     }
     let mut new_key = None;
     let operation = match cmd {
-        "ir" | "cr" => {
+        "ir" | "cr" if o.flag("centralkeygen") => {
+            let sans = o
+                .all("san")
+                .iter()
+                .map(|s| san(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let subject = o.get("subject").map(parse_name).transpose()?;
+            let algorithm = o
+                .get("newkeytype")
+                .map(|t| KeygenRequest::algorithm_for(key_type(t)?).map_err(Fail::from))
+                .transpose()?;
+            if let (Some(c), Some(k)) = (o.get("cert"), o.get("key")) {
+                let pkey = SoftwareKey::from_pem_or_der(&read(k)?)?.pkey().clone();
+                config.decryptor = Some(Arc::new(SoftwareDecryptor::new(pkey, cert_file(c)?)?));
+            }
+            let request = KeygenRequest {
+                subject,
+                sans,
+                algorithm,
+            };
+            if cmd == "ir" {
+                Operation::IrCentralKeygen(request)
+            } else {
+                Operation::CrCentralKeygen(request)
+            }
+        }
+        "ir" | "cr" | "ccr" | "krr" => {
             let (req, key, generated) = enroll_request(&o, true)?;
             new_key = Some((key, generated));
-            if cmd == "ir" {
-                Operation::Ir(req)
-            } else {
-                Operation::Cr(req)
+            match cmd {
+                "ir" => Operation::Ir(req),
+                "cr" => Operation::Cr(req),
+                "ccr" => Operation::Ccr(req),
+                _ => Operation::Krr(req),
             }
         }
         "kur" => {
@@ -565,6 +603,21 @@ fn run_command(cmd: &str, args: &[String]) -> Result<(), Fail> {
         if let Some((key, true)) = &new_key {
             if let Some(p) = o.get("keyout").or(o.get("newkey")) {
                 write(p, &key.to_pkcs8_pem()?, true)?;
+            }
+        }
+        if let Some(k) = &r.private_key_pkcs8 {
+            let p = o
+                .get("keyout")
+                .ok_or_else(|| usage("-keyout FILE is needed for a centrally generated key"))?;
+            let pem = openssl::pkey::PKey::private_key_from_pkcs8(k)
+                .and_then(|k| k.private_key_to_pem_pkcs8());
+            write(
+                p,
+                &pem.map_err(|e| local(format!("the delivered key: {e}")))?,
+                true,
+            )?;
+            if !quiet {
+                println!("centrally generated key written to {p}");
             }
         }
         if !quiet {
