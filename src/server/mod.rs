@@ -152,6 +152,8 @@ pub enum RequestKind {
     P10cr,
     /// Cross-certification request (ccp).
     Ccr,
+    /// Key recovery request (krp; the new signature certificate, no certConf follows).
+    Krr,
 }
 
 impl RequestKind {
@@ -163,6 +165,7 @@ impl RequestKind {
             RequestKind::P10cr => 4,
             RequestKind::Kur => 7,
             RequestKind::Ccr => 13,
+            RequestKind::Krr => 9,
         }
     }
 
@@ -172,6 +175,27 @@ impl RequestKind {
             RequestKind::Cr | RequestKind::P10cr => PkiBody::Cp(rep),
             RequestKind::Kur => PkiBody::Kup(rep),
             RequestKind::Ccr => PkiBody::Ccp(rep),
+            RequestKind::Krr => {
+                // krp (RFC 9810 §5.3.9): the status and the new signature certificate; this
+                // server archives no keys, so keyPairHist stays empty.
+                let first = rep.response.into_iter().next();
+                let new_sig_cert = first.as_ref().and_then(|r| {
+                    match r.certified_key_pair.as_ref().map(|k| &k.cert_or_enc_cert) {
+                        Some(CertOrEncCert::Certificate(c)) => Some((**c).clone()),
+                        _ => None,
+                    }
+                });
+                PkiBody::Krp(Box::new(crate::asn1::KeyRecRepContent {
+                    status: first.map(|r| r.status).unwrap_or(PkiStatusInfo {
+                        status: 2,
+                        status_string: None,
+                        fail_info: None,
+                    }),
+                    new_sig_cert,
+                    ca_certs: rep.ca_pubs,
+                    key_pair_hist: None,
+                }))
+            }
         }
     }
 }
@@ -634,6 +658,7 @@ impl Server {
             PkiBody::Cr(m) => self.cert_request(RequestKind::Cr, m, msg, bytes, tid, a),
             PkiBody::Kur(m) => self.cert_request(RequestKind::Kur, m, msg, bytes, tid, a),
             PkiBody::Ccr(m) => self.cert_request(RequestKind::Ccr, m, msg, bytes, tid, a),
+            PkiBody::Krr(m) => self.cert_request(RequestKind::Krr, m, msg, bytes, tid, a),
             PkiBody::P10cr(_) => self.cert_request(RequestKind::P10cr, &[], msg, bytes, tid, a),
             PkiBody::CertConf(s) => self.cert_conf(s, msg, tid, a),
             PkiBody::PollReq(e) => self.poll(e, msg, tid, a),
@@ -841,7 +866,11 @@ impl Server {
                     Some(csr_der),
                 ))
             }
-            PkiBody::Ir(m) | PkiBody::Cr(m) | PkiBody::Kur(m) | PkiBody::Ccr(m) => {
+            PkiBody::Ir(m)
+            | PkiBody::Cr(m)
+            | PkiBody::Kur(m)
+            | PkiBody::Ccr(m)
+            | PkiBody::Krr(m) => {
                 let [crm] = m.as_slice() else {
                     return Err(Failure::new(
                         fi::BAD_REQUEST,
@@ -1008,8 +1037,11 @@ impl Server {
                 };
                 let ca_pubs = parse_all(&iss.ca_pubs)?;
                 let chain = parse_all(&iss.chain)?;
-                let implicit =
-                    info.implicit_confirm_requested && self.config.grant_implicit_confirm;
+                // A krp is never confirmed (RFC 9810 §5.3.9): it ends the transaction like a
+                // granted implicit confirmation, without saying so in the header.
+                let no_confirm = info.kind == RequestKind::Krr;
+                let implicit = no_confirm
+                    || (info.implicit_confirm_requested && self.config.grant_implicit_confirm);
                 rec.state = Some(if implicit {
                     RecordState::Finished
                 } else {
@@ -1041,7 +1073,7 @@ impl Server {
                         rsp_info: None,
                     }],
                 };
-                let gi = implicit.then(|| vec![message::implicit_confirm_itav()]);
+                let gi = (implicit && !no_confirm).then(|| vec![message::implicit_confirm_itav()]);
                 self.response(msg, auth, info.kind.response(rep), gi, nonce, chain)
             }
             Decision::Reject(r) => {
@@ -1246,6 +1278,7 @@ impl Server {
                 PkiBody::Cr(_) => RequestKind::Cr,
                 PkiBody::Kur(_) => RequestKind::Kur,
                 PkiBody::Ccr(_) => RequestKind::Ccr,
+                PkiBody::Krr(_) => RequestKind::Krr,
                 PkiBody::P10cr(_) => RequestKind::P10cr,
                 _ => return Err(internal("stored request", "not a certificate request")),
             };

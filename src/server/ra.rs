@@ -315,6 +315,7 @@ impl Ra {
             PkiBody::Cr(_) => Some(RequestKind::Cr),
             PkiBody::Kur(_) => Some(RequestKind::Kur),
             PkiBody::Ccr(_) => Some(RequestKind::Ccr),
+            PkiBody::Krr(_) => Some(RequestKind::Krr),
             PkiBody::P10cr(_) => Some(RequestKind::P10cr),
             PkiBody::CertConf(_)
             | PkiBody::PollReq(_)
@@ -335,7 +336,11 @@ impl Ra {
         if let Some(kind) = kind {
             let info = s.request_info(kind, msg, tid, &a.requester, 0)?;
             let crm = match &msg.body {
-                PkiBody::Ir(m) | PkiBody::Cr(m) | PkiBody::Kur(m) | PkiBody::Ccr(m) => {
+                PkiBody::Ir(m)
+                | PkiBody::Cr(m)
+                | PkiBody::Kur(m)
+                | PkiBody::Ccr(m)
+                | PkiBody::Krr(m) => {
                     // request_info checked there is exactly one.
                     let crm = &m[0];
                     s.check_pop(crm, &info, a)?;
@@ -647,7 +652,7 @@ fn modified_body(
     info: &CertRequestInfo,
 ) -> Checked<PkiBody> {
     let crm = match (kind, crm) {
-        (RequestKind::Ir | RequestKind::Cr | RequestKind::Ccr, Some(c)) => c,
+        (RequestKind::Ir | RequestKind::Cr | RequestKind::Ccr | RequestKind::Krr, Some(c)) => c,
         _ => {
             return Err(Failure::new(
                 fi::SYSTEM_FAILURE,
@@ -674,6 +679,7 @@ fn modified_body(
     Ok(match kind {
         RequestKind::Ir => PkiBody::Ir(msgs),
         RequestKind::Cr => PkiBody::Cr(msgs),
+        RequestKind::Krr => PkiBody::Krr(msgs),
         _ => PkiBody::Ccr(msgs),
     })
 }
