@@ -204,7 +204,7 @@ impl RequestKind {
 /// proof of possession.
 #[derive(Clone, Debug)]
 pub struct CertRequestInfo {
-    /// ir, cr, kur, p10cr or ccr.
+    /// ir, cr, kur, p10cr, ccr or krr.
     pub kind: RequestKind,
     /// The transactionID.
     pub transaction_id: Vec<u8>,
