@@ -65,10 +65,12 @@
 //! exist, is not configurable yet.
 
 pub mod demo_ca;
+pub mod file_store;
 pub mod ra;
 pub mod store;
 pub mod tools;
 
+pub use file_store::FileStore;
 pub use store::{MemoryStore, RecordState, TransactionRecord, TransactionStore};
 pub use tools::{summarize, PollingCa};
 

@@ -5,7 +5,8 @@ use cmpkit::crypto::cert::parse_pem_or_der;
 use cmpkit::crypto::{SoftwareKey, TrustStore};
 use cmpkit::server::demo_ca::DemoCa;
 use cmpkit::server::{
-    summarize, CaHandler, MemoryStore, PollingCa, Server, ServerConfig, ServerSigner,
+    summarize, CaHandler, FileStore, MemoryStore, PollingCa, Server, ServerConfig, ServerSigner,
+    TransactionStore,
 };
 use cmpkit::transport::http_server::{HttpServer, ServerOptions};
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ Network:
   -workers N            worker threads (default 2)
   -max_requests N       exit after serving N requests
   -max_seconds S        exit after S seconds
+  -store DIR            keep open transactions as files in DIR, shared with other server
+                        processes on this host (default: in memory)
 
 Clients:
   -ref VALUE            reference (senderKID) of a MAC client; pairs with the next -secret
@@ -56,6 +59,7 @@ pub const VALUED: &[&str] = &[
     "workers",
     "max_requests",
     "max_seconds",
+    "store",
     "ref",
     "secret",
     "trusted",
@@ -167,7 +171,11 @@ pub fn run(args: &[String]) -> Result<(), Fail> {
     } else {
         ca.clone()
     };
-    let server = Arc::new(Server::new(config, handler, Arc::new(MemoryStore::new()))?);
+    let store: Arc<dyn TransactionStore> = match o.get("store") {
+        Some(dir) => Arc::new(FileStore::open(dir)?),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let server = Arc::new(Server::new(config, handler, store)?);
     let served = Arc::new(AtomicUsize::new(0));
     let counter = served.clone();
     let http = HttpServer::bind(
