@@ -19,6 +19,8 @@
 
 #include <cmpkit.h>
 
+#include "example_util.h" /* call_failed: not cmpkit API */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +64,7 @@ static void on_cert_confirm(void *userdata, const uint8_t *tid, size_t tid_len,
 }
 
 static int fail(const char *what, cmpkit_result rc) {
-    fprintf(stderr, "ca_server: %s: %s: %s\n", what, cmpkit_result_name(rc),
-            cmpkit_last_error() ? cmpkit_last_error() : "");
+    call_failed(rc, "ca_server: %s", what);
     return 1;
 }
 

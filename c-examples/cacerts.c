@@ -18,8 +18,9 @@
 
 #include <cmpkit.h>
 
+#include "example_util.h" /* arguments, files, failures: not cmpkit API */
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define MAX_ITAVS 8
@@ -45,51 +46,15 @@ static int usage(const char *prog)
 /* Returns 0 on success, 2 on a usage error (message printed). */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    const char **positional[] = {&o->url, &o->secret, &o->ref};
-    size_t n_positional = 0;
+    const char **const positional[] = {&o->url, &o->secret, &o->ref};
+    const struct arg_option options[] = {
+        {.name = "--recipient", .value = &o->recipient},
+        {.name = "--itav", .list = o->itavs, .count = &o->n_itavs, .capacity = MAX_ITAVS},
+        {.name = "--out", .value = &o->out},
+    };
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--recipient") == 0 || strcmp(a, "--itav") == 0 ||
-            strcmp(a, "--out") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "%s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            if (strcmp(a, "--recipient") == 0) {
-                o->recipient = v;
-            } else if (strcmp(a, "--out") == 0) {
-                o->out = v;
-            } else if (o->n_itavs < MAX_ITAVS) {
-                o->itavs[o->n_itavs++] = v;
-            } else {
-                fprintf(stderr, "at most %d --itav\n", MAX_ITAVS);
-                return 2;
-            }
-        } else if (strncmp(a, "--", 2) == 0) {
-            fprintf(stderr, "unknown option %s\n", a);
-            return 2;
-        } else if (n_positional < sizeof positional / sizeof positional[0]) {
-            *positional[n_positional++] = a;
-        } else {
-            fprintf(stderr, "too many arguments: %s\n", a);
-            return 2;
-        }
-    }
-    if (n_positional != sizeof positional / sizeof positional[0]) {
-        fprintf(stderr, "missing arguments\n");
-        return 2;
-    }
-    return 0;
-}
-
-/* Prints a failed ctx call; returns -1. */
-static int ctx_failed(const cmpkit_ctx *ctx, const char *what, cmpkit_result rc)
-{
-    const char *detail = cmpkit_ctx_last_error(ctx);
-    fprintf(stderr, "%s: %s: %s\n", what, cmpkit_result_name(rc), detail ? detail : "");
-    return -1;
+    return parse_arguments(argc, argv, options, ARRAY_LEN(options), positional,
+                           ARRAY_LEN(positional));
 }
 
 /* Creates the context: server URL, secret, recipient. Returns 0 on success. */
@@ -130,36 +95,17 @@ static int make_request(const struct options *o, cmpkit_request **out)
     cmpkit_result rc = o->n_itavs == 0 ? cmpkit_request_new_genm_ca_certs(&req)
                                        : cmpkit_request_new_genm(&req);
     if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_request_new_genm: %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
-        return -1;
+        return call_failed(rc, "cmpkit_request_new_genm");
     }
     for (size_t i = 0; i < o->n_itavs; i++) {
         rc = cmpkit_request_add_itav(req, o->itavs[i], NULL, 0);
         if (rc != CMPKIT_RESULT_OK) {
-            fprintf(stderr, "cmpkit_request_add_itav(%s): %s: %s\n", o->itavs[i],
-                    cmpkit_result_name(rc), cmpkit_last_error() ? cmpkit_last_error() : "");
+            call_failed(rc, "cmpkit_request_add_itav(%s)", o->itavs[i]);
             cmpkit_request_free(req);
             return -1;
         }
     }
     *out = req;
-    return 0;
-}
-
-/* Writes `len` bytes to `path`. Returns 0 on success. */
-static int write_der(const char *path, const uint8_t *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    size_t done = fwrite(data, 1, len, f);
-    if (fclose(f) != 0 || done != len) {
-        perror(path);
-        return -1;
-    }
     return 0;
 }
 
@@ -181,12 +127,7 @@ int main(int argc, char **argv)
 
     cmpkit_result rc = cmpkit_execute(ctx, req, &rsp);
     if (rc != CMPKIT_RESULT_OK) {
-        const char *detail = cmpkit_ctx_last_error(ctx);
-        fprintf(stderr, "genm failed: %s: %s\n", cmpkit_result_name(rc),
-                detail ? detail : "(no detail)");
-        if (rsp != NULL) {
-            fprintf(stderr, "the server said: %s\n", cmpkit_response_summary(rsp));
-        }
+        exchange_failed(rc, cmpkit_ctx_last_error(ctx), rsp, "genm failed");
         goto done;
     }
 
@@ -217,8 +158,7 @@ int main(int argc, char **argv)
         if (rc == CMPKIT_RESULT_NOT_FOUND) {
             printf("caCerts: none (the server sent no caCerts value)\n");
         } else {
-            fprintf(stderr, "caCerts: %s: %s\n", cmpkit_result_name(rc),
-                    cmpkit_last_error() ? cmpkit_last_error() : "");
+            call_failed(rc, "caCerts");
             goto done;
         }
     } else {
@@ -232,7 +172,7 @@ int main(int argc, char **argv)
                 goto done;
             }
             printf("  certificate %zu: %zu bytes of DER\n", i, der_len);
-            if (i == 0 && o.out != NULL && write_der(o.out, der, der_len) != 0) {
+            if (i == 0 && o.out != NULL && write_file(o.out, der, der_len, 0644) != 0) {
                 goto done;
             }
         }

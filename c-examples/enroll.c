@@ -15,251 +15,13 @@
 
 #include <cmpkit.h>
 
-#include <fcntl.h>
+#include "example_util.h" /* arguments, files, PEM output, failures: not cmpkit API */
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define MAX_SANS 16
-
-struct options {
-    const char *url;
-    const char *secret;
-    const char *ref;
-    const char *subject;
-    const char *out_key;
-    const char *out_cert;
-    const char *key_file;
-    const char *recipient;
-    int implicit_confirm;
-    const char *san_dns[MAX_SANS];
-    size_t n_san_dns;
-};
-
-static int usage(const char *prog)
-{
-    fprintf(stderr,
-            "usage: %s URL SECRET REF SUBJECT OUT_KEY.pem OUT_CERT.pem\n"
-            "          [--key KEY.pem] [--implicit-confirm] [--recipient DN] [--san-dns NAME]...\n",
-            prog);
-    return 2;
-}
-
-/* Returns 0 on success, 2 on a usage error (message printed). */
-static int parse_args(int argc, char **argv, struct options *o)
-{
-    const char **positional[] = {&o->url,     &o->secret,  &o->ref,
-                                 &o->subject, &o->out_key, &o->out_cert};
-    size_t n_positional = 0;
-    memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--implicit-confirm") == 0) {
-            o->implicit_confirm = 1;
-        } else if (strcmp(a, "--key") == 0 || strcmp(a, "--recipient") == 0 ||
-                   strcmp(a, "--san-dns") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "%s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            if (strcmp(a, "--key") == 0) {
-                o->key_file = v;
-            } else if (strcmp(a, "--recipient") == 0) {
-                o->recipient = v;
-            } else if (o->n_san_dns < MAX_SANS) {
-                o->san_dns[o->n_san_dns++] = v;
-            } else {
-                fprintf(stderr, "at most %d --san-dns\n", MAX_SANS);
-                return 2;
-            }
-        } else if (strncmp(a, "--", 2) == 0) {
-            fprintf(stderr, "unknown option %s\n", a);
-            return 2;
-        } else if (n_positional < sizeof positional / sizeof positional[0]) {
-            *positional[n_positional++] = a;
-        } else {
-            fprintf(stderr, "too many arguments: %s\n", a);
-            return 2;
-        }
-    }
-    if (n_positional != sizeof positional / sizeof positional[0]) {
-        fprintf(stderr, "missing arguments\n");
-        return 2;
-    }
-    return 0;
-}
-
-/* Reads a whole file; the caller frees *data. Returns 0 on success. */
-static int read_file(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t used = 0, cap = 0;
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    for (;;) {
-        if (used == cap) {
-            size_t ncap = cap ? cap * 2 : 4096;
-            uint8_t *n = realloc(buf, ncap);
-            if (n == NULL) {
-                fprintf(stderr, "%s: out of memory\n", path);
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf = n;
-            cap = ncap;
-        }
-        size_t got = fread(buf + used, 1, cap - used, f);
-        used += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    if (ferror(f)) {
-        perror(path);
-        free(buf);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    *data = buf;
-    *len = used;
-    return 0;
-}
-
-/* Writes `len` bytes to `path` (created with `mode` if new, truncated). Returns 0 on success. */
-static int write_file(const char *path, const uint8_t *data, size_t len, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-    if (fd < 0) {
-        perror(path);
-        return -1;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, data + done, len - done);
-        if (n < 0) {
-            perror(path);
-            close(fd);
-            return -1;
-        }
-        done += (size_t)n;
-    }
-    if (close(fd) != 0) {
-        perror(path);
-        return -1;
-    }
-    return 0;
-}
-
-/* Overwrites secret bytes before they are freed (volatile: not optimized away). */
-static void wipe(uint8_t *p, size_t len)
-{
-    volatile uint8_t *v = p;
-    while (len--) {
-        *v++ = 0;
-    }
-}
-
-/* Writes the private key as PKCS#8 PEM (mode 0600). Returns 0 on success. */
-static int write_key_pem(const cmpkit_key *key, const char *path)
-{
-    size_t len = 0;
-    cmpkit_result rc = cmpkit_key_private_key_pem(key, NULL, 0, &len);
-    if (rc != CMPKIT_RESULT_BUFFER_TOO_SMALL) {
-        fprintf(stderr, "cmpkit_key_private_key_pem (size): %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
-        return -1;
-    }
-    uint8_t *pem = malloc(len);
-    if (pem == NULL) {
-        fprintf(stderr, "out of memory\n");
-        return -1;
-    }
-    rc = cmpkit_key_private_key_pem(key, pem, len, &len);
-    int ret = -1;
-    if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_key_private_key_pem: %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
-    } else {
-        ret = write_file(path, pem, len, 0600);
-    }
-    wipe(pem, len);
-    free(pem);
-    return ret;
-}
-
-/* Writes the issued certificate as PEM. Returns 0 on success. */
-static int write_cert_pem(const cmpkit_response *rsp, const char *path)
-{
-    size_t len = 0;
-    cmpkit_result rc = cmpkit_response_cert_pem(rsp, NULL, 0, &len);
-    if (rc != CMPKIT_RESULT_BUFFER_TOO_SMALL) {
-        fprintf(stderr, "cmpkit_response_cert_pem (size): %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
-        return -1;
-    }
-    uint8_t *pem = malloc(len);
-    if (pem == NULL) {
-        fprintf(stderr, "out of memory\n");
-        return -1;
-    }
-    int ret = -1;
-    rc = cmpkit_response_cert_pem(rsp, pem, len, &len);
-    if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_response_cert_pem: %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
-    } else {
-        ret = write_file(path, pem, len, 0644);
-    }
-    free(pem);
-    return ret;
-}
-
-/* Loads or generates the key to certify. Returns 0 on success. */
-static int get_key(const struct options *o, cmpkit_key **key)
-{
-    cmpkit_result rc;
-    if (o->key_file == NULL) {
-        rc = cmpkit_key_generate(CMPKIT_KEY_KIND_EC_P256, 0, key);
-        if (rc != CMPKIT_RESULT_OK) {
-            fprintf(stderr, "cmpkit_key_generate: %s: %s\n", cmpkit_result_name(rc),
-                    cmpkit_last_error() ? cmpkit_last_error() : "");
-            return -1;
-        }
-        return 0;
-    }
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (read_file(o->key_file, &data, &len) != 0) {
-        return -1;
-    }
-    rc = cmpkit_key_from_pem_or_der(data, len, key);
-    wipe(data, len);
-    free(data);
-    if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_key_from_pem_or_der(%s): %s: %s\n", o->key_file,
-                cmpkit_result_name(rc), cmpkit_last_error() ? cmpkit_last_error() : "");
-        return -1;
-    }
-    return 0;
-}
-
-/* Prints a failed ctx call; returns -1. */
-static int ctx_failed(const cmpkit_ctx *ctx, const char *what, cmpkit_result rc)
-{
-    const char *detail = cmpkit_ctx_last_error(ctx);
-    fprintf(stderr, "%s: %s: %s\n", what, cmpkit_result_name(rc), detail ? detail : "");
-    return -1;
-}
 
 /* Creates the context: server URL, secret, recipient, implicit confirm. Returns 0 on success. */
-static int make_ctx(const struct options *o, cmpkit_ctx **out)
+static int make_ctx(const struct enroll_options *o, cmpkit_ctx **out)
 {
     cmpkit_ctx *ctx = NULL;
     cmpkit_result rc = cmpkit_ctx_new(&ctx);
@@ -294,26 +56,23 @@ fail:
 }
 
 /* Creates the ir for `key` with the subject and SANs. Returns 0 on success. */
-static int make_request(const struct options *o, const cmpkit_key *key, cmpkit_request **out)
+static int make_request(const struct enroll_options *o, const cmpkit_key *key,
+                        cmpkit_request **out)
 {
     cmpkit_request *req = NULL;
     cmpkit_result rc = cmpkit_request_new_ir(key, &req);
     if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_request_new_ir: %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
-        return -1;
+        return call_failed(rc, "cmpkit_request_new_ir");
     }
     if ((rc = cmpkit_request_set_subject(req, o->subject)) != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_request_set_subject(%s): %s: %s\n", o->subject,
-                cmpkit_result_name(rc), cmpkit_last_error() ? cmpkit_last_error() : "");
+        call_failed(rc, "cmpkit_request_set_subject(%s)", o->subject);
         cmpkit_request_free(req);
         return -1;
     }
     for (size_t i = 0; i < o->n_san_dns; i++) {
         rc = cmpkit_request_add_san(req, CMPKIT_SAN_KIND_DNS, o->san_dns[i]);
         if (rc != CMPKIT_RESULT_OK) {
-            fprintf(stderr, "cmpkit_request_add_san(%s): %s: %s\n", o->san_dns[i],
-                    cmpkit_result_name(rc), cmpkit_last_error() ? cmpkit_last_error() : "");
+            call_failed(rc, "cmpkit_request_add_san(%s)", o->san_dns[i]);
             cmpkit_request_free(req);
             return -1;
         }
@@ -324,9 +83,9 @@ static int make_request(const struct options *o, const cmpkit_key *key, cmpkit_r
 
 int main(int argc, char **argv)
 {
-    struct options o;
-    if (parse_args(argc, argv, &o) != 0) {
-        return usage(argc > 0 ? argv[0] : "enroll");
+    struct enroll_options o;
+    if (parse_enroll_args(argc, argv, &o) != 0) {
+        return enroll_usage(argc > 0 ? argv[0] : "enroll");
     }
 
     int exit_code = 1;
@@ -335,19 +94,14 @@ int main(int argc, char **argv)
     cmpkit_request *req = NULL;
     cmpkit_response *rsp = NULL;
 
-    if (get_key(&o, &key) != 0 || make_ctx(&o, &ctx) != 0 ||
+    if (load_or_generate_key(o.key_file, &key) != 0 || make_ctx(&o, &ctx) != 0 ||
         make_request(&o, key, &req) != 0) {
         goto done;
     }
 
     cmpkit_result rc = cmpkit_execute(ctx, req, &rsp);
     if (rc != CMPKIT_RESULT_OK) {
-        const char *detail = cmpkit_ctx_last_error(ctx);
-        fprintf(stderr, "enrollment failed: %s: %s\n", cmpkit_result_name(rc),
-                detail ? detail : "(no detail)");
-        if (rsp != NULL) {
-            fprintf(stderr, "the server said: %s\n", cmpkit_response_summary(rsp));
-        }
+        exchange_failed(rc, cmpkit_ctx_last_error(ctx), rsp, "enrollment failed");
         goto done;
     }
 

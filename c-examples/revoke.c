@@ -16,6 +16,8 @@
 
 #include <cmpkit.h>
 
+#include "example_util.h" /* arguments, files, failures: not cmpkit API */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,107 +42,17 @@ static int usage(const char *prog)
 /* Returns 0 on success, 2 on a usage error (message printed). */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    const char **positional[] = {&o->url, &o->cert, &o->key};
-    size_t n_positional = 0;
+    const char **const positional[] = {&o->url, &o->cert, &o->key};
+    const struct arg_option options[] = {
+        {.name = "--reason", .number = &o->reason, .min = 0, .max = 10,
+         .what = "a CRLReason code"},
+        {.name = "--trust", .value = &o->trust},
+        {.name = "--recipient", .value = &o->recipient},
+    };
     memset(o, 0, sizeof *o);
     o->reason = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--reason") == 0 || strcmp(a, "--trust") == 0 ||
-            strcmp(a, "--recipient") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "%s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            if (strcmp(a, "--reason") == 0) {
-                char *end = NULL;
-                long r = strtol(v, &end, 10);
-                if (end == v || *end != '\0' || r < 0 || r > 10) {
-                    fprintf(stderr, "--reason: %s is not a CRLReason code (0..10)\n", v);
-                    return 2;
-                }
-                o->reason = (int)r;
-            } else if (strcmp(a, "--trust") == 0) {
-                o->trust = v;
-            } else {
-                o->recipient = v;
-            }
-        } else if (strncmp(a, "--", 2) == 0) {
-            fprintf(stderr, "unknown option %s\n", a);
-            return 2;
-        } else if (n_positional < sizeof positional / sizeof positional[0]) {
-            *positional[n_positional++] = a;
-        } else {
-            fprintf(stderr, "too many arguments: %s\n", a);
-            return 2;
-        }
-    }
-    if (n_positional != sizeof positional / sizeof positional[0]) {
-        fprintf(stderr, "missing arguments\n");
-        return 2;
-    }
-    return 0;
-}
-
-/* Reads a whole file; the caller frees *data. Returns 0 on success. */
-static int read_file(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t used = 0, cap = 0;
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    for (;;) {
-        if (used == cap) {
-            size_t ncap = cap ? cap * 2 : 4096;
-            uint8_t *n = realloc(buf, ncap);
-            if (n == NULL) {
-                fprintf(stderr, "%s: out of memory\n", path);
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf = n;
-            cap = ncap;
-        }
-        size_t got = fread(buf + used, 1, cap - used, f);
-        used += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    if (ferror(f)) {
-        perror(path);
-        free(buf);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    *data = buf;
-    *len = used;
-    return 0;
-}
-
-
-/* Overwrites secret bytes before they are freed (volatile: not optimized away). */
-static void wipe(uint8_t *p, size_t len)
-{
-    volatile uint8_t *v = p;
-    while (len--) {
-        *v++ = 0;
-    }
-}
-
-
-/* Prints a failed ctx call; returns -1. */
-static int ctx_failed(const cmpkit_ctx *ctx, const char *what, cmpkit_result rc)
-{
-    const char *detail = cmpkit_ctx_last_error(ctx);
-    fprintf(stderr, "%s: %s: %s\n", what, cmpkit_result_name(rc), detail ? detail : "");
-    return -1;
+    return parse_arguments(argc, argv, options, ARRAY_LEN(options), positional,
+                           ARRAY_LEN(positional));
 }
 
 /* Creates the context: server URL, trust anchors, recipient. No credentials: the rr is
@@ -196,14 +108,12 @@ static int make_request(const struct options *o, cmpkit_request **out)
     }
     cmpkit_result rc = cmpkit_key_from_pem_or_der(key_pem, key_len, &key);
     if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_key_from_pem_or_der(%s): %s: %s\n", o->key,
-                cmpkit_result_name(rc), cmpkit_last_error() ? cmpkit_last_error() : "");
+        call_failed(rc, "cmpkit_key_from_pem_or_der(%s)", o->key);
         goto out;
     }
     rc = cmpkit_request_new_rr(cert, cert_len, o->reason, key, out);
     if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_request_new_rr: %s: %s\n", cmpkit_result_name(rc),
-                cmpkit_last_error() ? cmpkit_last_error() : "");
+        call_failed(rc, "cmpkit_request_new_rr");
         goto out;
     }
     ret = 0;
@@ -236,12 +146,9 @@ int main(int argc, char **argv)
 
     cmpkit_result rc = cmpkit_execute(ctx, req, &rsp);
     if (rc != CMPKIT_RESULT_OK) {
-        const char *detail = cmpkit_ctx_last_error(ctx);
-        fprintf(stderr, "revocation failed: %s: %s\n", cmpkit_result_name(rc),
-                detail ? detail : "(no detail)");
+        exchange_failed(rc, cmpkit_ctx_last_error(ctx), rsp, "revocation failed");
         if (rsp != NULL) {
             const char *text = cmpkit_response_status_string(rsp);
-            fprintf(stderr, "the server said: %s\n", cmpkit_response_summary(rsp));
             fprintf(stderr, "status %d, statusString: %s\n", cmpkit_response_status(rsp),
                     text ? text : "(none)");
         }
