@@ -118,7 +118,7 @@ fn client_rounds(
                 X509::from_der(&ir_cert).unwrap(),
                 vec![],
             )),
-            trust: Some(TrustStore::new(&[ca_cert.clone()]).unwrap()),
+            trust: Some(TrustStore::new(std::slice::from_ref(ca_cert)).unwrap()),
             ..ClientConfig::default()
         });
         let k2 = new_key();
