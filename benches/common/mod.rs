@@ -545,7 +545,7 @@ pub fn ops(s: Scenario) -> (u32, u32, u32) {
     }
 }
 
-pub const OPS_IR_MAC: (u32, u32, u32) = (2, 1, 3);
+pub const OPS_IR_MAC: (u32, u32, u32) = (2, 1, 4);
 pub const OPS_IR_MAC_IMPLICIT: (u32, u32, u32) = (2, 1, 2);
-pub const OPS_CR: (u32, u32, u32) = (6, 7, 0);
-pub const OPS_RR: (u32, u32, u32) = (2, 3, 0);
+pub const OPS_CR: (u32, u32, u32) = (6, 8, 0);
+pub const OPS_RR: (u32, u32, u32) = (2, 4, 0);
