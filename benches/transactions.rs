@@ -60,7 +60,9 @@ fn messages(c: &mut Criterion) {
     g.bench_function("decode_ir", |b| {
         b.iter(|| PkiMessage::from_der(black_box(&der)).unwrap())
     });
-    g.bench_function("encode_ir", |b| b.iter(|| black_box(&msg).to_der().unwrap()));
+    g.bench_function("encode_ir", |b| {
+        b.iter(|| black_box(&msg).to_der().unwrap())
+    });
     g.bench_function("protected_part_der", |b| {
         b.iter(|| protection::protected_part_der(black_box(&msg)).unwrap())
     });

@@ -117,7 +117,10 @@ fn main() {
     }
     let n: usize = args.first().map_or(1000, |a| a.parse().expect("N"));
     let mode = args.get(1).map_or("der", String::as_str);
-    assert_eq!(mode, "der", "cmpkit has only the der mode (DER on the wire)");
+    assert_eq!(
+        mode, "der",
+        "cmpkit has only the der mode (DER on the wire)"
+    );
     let only = args.get(2).map_or("all", String::as_str);
     let rounds: usize = args.get(3).map_or(10, |a| a.parse().expect("rounds"));
     let scenarios: Vec<Scenario> = match only {
@@ -182,9 +185,10 @@ fn main() {
         accs[i].print("scenario", &format!("{}_der", s.name()));
     }
     if run_floor {
-        for (a, name) in floors
-            .iter()
-            .zip(["ecdsa_p256_sign", "ecdsa_p256_verify", "pbm_sha256_500"])
+        for (a, name) in
+            floors
+                .iter()
+                .zip(["ecdsa_p256_sign", "ecdsa_p256_verify", "pbm_sha256_500"])
         {
             a.print("floor", name);
         }

@@ -11,8 +11,8 @@
 #![allow(dead_code)]
 
 use cmpkit::asn1::InfoTypeAndValue;
-use cmpkit::client::{execute, genm, ClientConfig, Credentials, EnrollRequest, Operation};
 use cmpkit::client::Transaction;
+use cmpkit::client::{execute, genm, ClientConfig, Credentials, EnrollRequest, Operation};
 use cmpkit::crypto::{KeyType, SoftwareKey, TrustStore};
 use cmpkit::message::{parse_name, PkiStatus};
 use cmpkit::protection::{MacParams, PbmConfig};
@@ -71,7 +71,10 @@ unsafe impl GlobalAlloc for Counting {
 
 /// (allocations, bytes) so far.
 pub fn alloc_counts() -> (u64, u64) {
-    (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
+    (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    )
 }
 
 // ---------------------------------------------------------------- PKI
@@ -84,12 +87,7 @@ fn p256() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
 }
 
-fn cert(
-    cn: &str,
-    key: &PKey<Private>,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    ca: bool,
-) -> X509 {
+fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
     let name = name.build();
@@ -209,7 +207,12 @@ impl Pki {
         let root_key = p256();
         let root = cert("Bench Root CA", &root_key, None, true);
         let srv_key = p256();
-        let srv_cert = cert("Bench CMP Server", &srv_key, Some((&root, &root_key)), false);
+        let srv_cert = cert(
+            "Bench CMP Server",
+            &srv_key,
+            Some((&root, &root_key)),
+            false,
+        );
         let cli_key = p256();
         let cli_cert = cert("Bench Client", &cli_key, Some((&root, &root_key)), false);
 
@@ -236,9 +239,7 @@ impl Pki {
                 cert: srv_cert,
                 chain: Vec::new(),
             }),
-            secrets: Some(Arc::new(|kid: &[u8]| {
-                (kid == REF).then(|| SECRET.to_vec())
-            })),
+            secrets: Some(Arc::new(|kid: &[u8]| (kid == REF).then(|| SECRET.to_vec()))),
             trust: Some(TrustStore::new(std::slice::from_ref(&root)).unwrap()),
             grant_implicit_confirm: true,
             ..ServerConfig::default()
@@ -381,7 +382,10 @@ pub fn run_txn(
             Operation::Ir(req(Some("/CN=Bench New Device"))),
         ),
         // OpenSSL takes the subject of the client certificate for cr.
-        Scenario::CrSig => (&pki.sig_config, Operation::Cr(req(Some("/CN=Bench Client")))),
+        Scenario::CrSig => (
+            &pki.sig_config,
+            Operation::Cr(req(Some("/CN=Bench Client"))),
+        ),
         Scenario::KurSig => (
             &pki.sig_config,
             Operation::Kur {
