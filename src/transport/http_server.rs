@@ -437,12 +437,37 @@ fn accept_loop(shared: &Shared, listener: TcpListener, tx: SyncSender<TcpStream>
                     Err(TrySendError::Disconnected(_)) => break,
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(TICK / 4),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for_connection(&listener),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // E.g. out of file descriptors or a connection reset before accept: back off.
             Err(_) => thread::sleep(TICK),
         }
     }
+}
+
+/// Waits until a connection is pending or a [`TICK`] has passed (so that shutdown is
+/// noticed). With `poll(2)` a new connection is accepted at once; sleeping a fixed time
+/// instead delayed each new connection on an idle acceptor by up to that time, which capped
+/// the rate of short (`Connection: close`) requests far below what the workers can serve.
+#[cfg(unix)]
+fn wait_for_connection(listener: &TcpListener) {
+    use std::os::unix::io::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that lives across the call; the result only says whether
+    // to try accept() again, which is non-blocking and handles every outcome.
+    let r = unsafe { libc::poll(&mut fd, 1, TICK.as_millis() as libc::c_int) };
+    if r < 0 {
+        thread::sleep(TICK / 4);
+    }
+}
+
+#[cfg(not(unix))]
+fn wait_for_connection(_listener: &TcpListener) {
+    thread::sleep(TICK / 4);
 }
 
 /// Answers `503` on a connection the queue has no room for, without blocking the acceptor.

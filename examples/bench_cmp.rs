@@ -1,0 +1,300 @@
+//! cmpkit's counterpart of OpenSSL's `ossl_cmp_bench` (shared/bench): client and server in
+//! one process and one thread, every request and response as DER (compare with OpenSSL's
+//! `_der` rows), lines in the same format, plus allocations per transaction (Rust heap,
+//! counted by a global allocator) and the crypto floor measured in the same run.
+//!
+//! ```text
+//! bench_cmp [N] [der] [all|floor|<scenario>] [rounds]   # like ossl_cmp_bench
+//! bench_cmp http <seconds> <workers> <client threads>   # HTTP server throughput, loopback
+//! ```
+//! Build with `cargo build --release --example bench_cmp`; see BENCHMARKS.md.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const WARMUP: usize = 10;
+
+#[derive(Clone, Copy, Default)]
+struct Clock {
+    wall: f64,
+    cpu: f64,
+}
+
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+fn now() -> (Instant, f64) {
+    (Instant::now(), thread_cpu())
+}
+
+fn since(t: (Instant, f64)) -> Clock {
+    Clock {
+        wall: t.0.elapsed().as_secs_f64() * 1e6,
+        cpu: thread_cpu() - t.1,
+    }
+}
+
+/// Sum over batches and the best per-item batch, as the C harness accounts.
+#[derive(Default)]
+struct Acc {
+    n: usize,
+    sum: Clock,
+    best: Option<Clock>,
+    allocs: u64,
+    bytes: u64,
+}
+
+impl Acc {
+    fn add(&mut self, c: Clock, n: usize) {
+        self.n += n;
+        self.sum.wall += c.wall;
+        self.sum.cpu += c.cpu;
+        let per = Clock {
+            wall: c.wall / n as f64,
+            cpu: c.cpu / n as f64,
+        };
+        let b = self.best.get_or_insert(per);
+        b.wall = b.wall.min(per.wall);
+        b.cpu = b.cpu.min(per.cpu);
+    }
+    fn cpu(&self) -> f64 {
+        self.sum.cpu / self.n as f64
+    }
+    fn print(&self, what: &str, name: &str) {
+        let per = if what == "scenario" { "_per_txn" } else { "" };
+        let b = self.best.unwrap_or_default();
+        print!("{what}={name}");
+        if what == "scenario" {
+            print!(" n={}", self.n);
+        }
+        print!(
+            " us{per}={:.2} cpu_us{per}={:.2} best_us{per}={:.2} best_cpu_us{per}={:.2}",
+            self.sum.wall / self.n as f64,
+            self.cpu(),
+            b.wall,
+            b.cpu
+        );
+        if what == "scenario" {
+            print!(
+                " allocs_per_txn={:.1} bytes_per_txn={:.0}",
+                self.allocs as f64 / self.n as f64,
+                self.bytes as f64 / self.n as f64
+            );
+        }
+        println!();
+    }
+}
+
+/// The timed part, a symbol of its own so that callgrind can zero and dump around it
+/// (`--zero-before=bench_timed_loop --dump-after=bench_timed_loop`).
+#[inline(never)]
+#[no_mangle]
+fn bench_timed_loop(pki: &Pki, s: Scenario, keys: &[Arc<cmpkit::crypto::SoftwareKey>]) {
+    for k in keys {
+        run_local(pki, s, k);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("http") {
+        return http(&args[1..]);
+    }
+    let n: usize = args.first().map_or(1000, |a| a.parse().expect("N"));
+    let mode = args.get(1).map_or("der", String::as_str);
+    assert_eq!(
+        mode, "der",
+        "cmpkit has only the der mode (DER on the wire)"
+    );
+    let only = args.get(2).map_or("all", String::as_str);
+    let rounds: usize = args.get(3).map_or(10, |a| a.parse().expect("rounds"));
+    let scenarios: Vec<Scenario> = match only {
+        "all" => SCENARIOS.to_vec(),
+        "floor" => Vec::new(),
+        s => vec![Scenario::from_name(s).expect("unknown scenario")],
+    };
+    let run_floor = only == "all" || only == "floor";
+
+    let pki = Pki::new();
+    let keys: Vec<_> = (0..n + WARMUP).map(|_| new_key()).collect();
+    for &s in &scenarios {
+        bench_timed_loop(&pki, s, &keys[n..]); // warm-up, untimed
+    }
+    let mut accs: Vec<Acc> = scenarios.iter().map(|_| Acc::default()).collect();
+    let floor = Floor::new();
+    let mut floors: [Acc; 3] = Default::default();
+    let batch = n.div_ceil(rounds);
+    for r in 0..rounds {
+        let lo = (r * batch).min(n);
+        let hi = ((r + 1) * batch).min(n);
+        for (i, &s) in scenarios.iter().enumerate() {
+            if hi == lo {
+                continue;
+            }
+            let (a0, b0) = alloc_counts();
+            let t = now();
+            bench_timed_loop(&pki, s, &keys[lo..hi]);
+            let c = since(t);
+            let (a1, b1) = alloc_counts();
+            accs[i].add(c, hi - lo);
+            accs[i].allocs += a1 - a0;
+            accs[i].bytes += b1 - b0;
+        }
+        if run_floor {
+            let iters = 2000 / rounds + 1;
+            let t = now();
+            for _ in 0..iters {
+                std::hint::black_box(floor.sign());
+            }
+            floors[0].add(since(t), iters);
+            let t = now();
+            for _ in 0..iters {
+                floor.verify();
+            }
+            floors[1].add(since(t), iters);
+            let iters = 1000 / rounds + 1;
+            let t = now();
+            for _ in 0..iters {
+                std::hint::black_box(floor.pbm());
+            }
+            floors[2].add(since(t), iters);
+        }
+    }
+
+    println!(
+        "# cmpkit {} with {}, N={n} in {rounds} rounds, warm-up {WARMUP}, one process, one thread",
+        env!("CARGO_PKG_VERSION"),
+        openssl::version::version()
+    );
+    for (i, s) in scenarios.iter().enumerate() {
+        accs[i].print("scenario", &format!("{}_der", s.name()));
+    }
+    if run_floor {
+        for (a, name) in
+            floors
+                .iter()
+                .zip(["ecdsa_p256_sign", "ecdsa_p256_verify", "pbm_sha256_500"])
+        {
+            a.print("floor", name);
+        }
+        // Floor per transaction from OUR operation counts; ratio and overhead on CPU time.
+        let (fs, fv, fp) = (floors[0].cpu(), floors[1].cpu(), floors[2].cpu());
+        for (i, &s) in scenarios.iter().enumerate() {
+            let (sg, vf, pb) = ops(s);
+            let fl = sg as f64 * fs + vf as f64 * fv + pb as f64 * fp;
+            let ratio = accs[i].cpu() / fl;
+            println!(
+                "overhead scenario={}_der signs={sg} verifies={vf} pbm={pb} floor_cpu_us={fl:.1} cpu_us_per_txn={:.1} ratio={ratio:.3} overhead_pct={:.1}",
+                s.name(),
+                accs[i].cpu(),
+                (ratio - 1.0) * 100.0
+            );
+        }
+    }
+}
+
+/// Server throughput over HTTP on loopback: requests are built (and protected) before the
+/// clock starts, client threads only POST them, and each response is handed to its
+/// transaction and checked after the clock stops. ir with implicit confirmation, MAC
+/// (OpenSSL's PBM parameters): one request per transaction.
+fn http(args: &[String]) {
+    use cmpkit::client::{EnrollRequest, Operation, Transaction};
+    use cmpkit::transport::http::HttpTransfer;
+    use cmpkit::transport::http_server::{HttpServer, ServerOptions};
+
+    let secs: f64 = args.first().map_or(5.0, |a| a.parse().expect("seconds"));
+    let workers: usize = args.get(1).map_or(1, |a| a.parse().expect("workers"));
+    let clients: usize = args.get(2).map_or(4, |a| a.parse().expect("clients"));
+    let pki = Pki::new();
+    let server = pki.server.clone();
+    let http = HttpServer::bind(
+        "127.0.0.1:0",
+        Arc::new(move |req: &[u8]| server.process(req)),
+        ServerOptions {
+            workers,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let url = format!("http://{}/pkix/", http.local_addr());
+    // Enough prepared transactions for a generous upper bound of the rate.
+    let per_client = (secs * 12_000.0 / clients as f64) as usize + 100;
+    let key = new_key();
+    let mut prepared: Vec<Vec<(Transaction, Vec<u8>)>> = (0..clients)
+        .map(|_| {
+            (0..per_client)
+                .map(|_| {
+                    let tx = Transaction::start(
+                        pki.mac_implicit_config.clone(),
+                        Operation::Ir(EnrollRequest {
+                            subject: Some(cmpkit::message::parse_name("/CN=Bench").unwrap()),
+                            sans: Vec::new(),
+                            key: key.clone(),
+                        }),
+                    )
+                    .unwrap();
+                    let req = tx.pending_request().unwrap().to_vec();
+                    (tx, req)
+                })
+                .collect()
+        })
+        .collect();
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = prepared
+        .iter()
+        .map(|txs| {
+            let reqs: Vec<Vec<u8>> = txs.iter().map(|(_, r)| r.clone()).collect();
+            let url = url.clone();
+            let (done, stop) = (done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let t = HttpTransfer::new(&url).unwrap();
+                let mut out = Vec::new();
+                for r in reqs {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    out.push(t.post(&r).expect("HTTP post"));
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                out
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+    let n_at_stop = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let responses: Vec<Vec<Vec<u8>>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut checked = 0;
+    for (txs, rsps) in prepared.iter_mut().zip(responses) {
+        for ((tx, _), rsp) in txs.iter_mut().zip(rsps) {
+            tx.handle_response(&rsp).expect("response checks");
+            assert!(tx.is_done() && tx.response().certificate.is_some());
+            checked += 1;
+        }
+    }
+    let stats = http.stats();
+    http.shutdown().unwrap();
+    println!(
+        "http scenario=ir_mac_implicit workers={workers} clients={clients} seconds={elapsed:.2} requests={n_at_stop} req_per_s={:.0} checked={checked} http_200={}",
+        n_at_stop as f64 / elapsed,
+        stats.status_count(200)
+    );
+}
