@@ -3,7 +3,8 @@
 //! What differs from `cmpv2 0.3.0-pre.0` and why:
 //! - `pvno` is an integer accepting 1, 2 and 3 (cmpv2 knows only 1 and 2).
 //! - `PKIBody` has the `nested` body `[20]` (cmpv2 skips it); nested messages are kept as
-//!   raw DER so decoding never recurses without a depth bound ([`PkiMessage::nested_messages`]).
+//!   raw DER so decoding never recurses without a depth bound (the server decodes one level,
+//!   from trusted RAs only).
 //! - `pollReq` is `SEQUENCE OF SEQUENCE { certReqId }` and `pollRep` a `SEQUENCE OF` entries
 //!   (cmpv2 decodes both as a single `PollRepContent`).
 //! - `PKIFailureInfo` is kept as a BIT STRING (cmpv2's flag set is a `u16` that cannot hold
