@@ -1,9 +1,13 @@
 //! Certificates: parsing, trust anchors and chain validation, key comparison.
 
 use crate::error::{Error, ErrorCode, Result};
+use openssl::hash::MessageDigest;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509StoreContext, X509};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Parse one certificate from DER.
 pub fn parse_der(der: &[u8]) -> Result<X509> {
@@ -36,10 +40,20 @@ pub fn parse_pem_or_der(data: &[u8]) -> Result<Vec<X509>> {
     }
 }
 
+/// How long a successful validation of a certificate is remembered.
+pub const VALIDATION_CACHE_TTL: Duration = Duration::from_secs(300);
+/// How many validated certificates are remembered at most (the cache is emptied when full).
+const VALIDATION_CACHE_CAPACITY: usize = 4096;
+
 /// Trust anchors for validating the peer's protection certificate.
+///
+/// A certificate that validated is remembered (by its SHA-256 fingerprint) for
+/// [`VALIDATION_CACHE_TTL`], so the peer's chain is built and checked once, not for every
+/// message and transaction; revocation is not checked either way. Shared by threads.
 pub struct TrustStore {
     store: X509Store,
     count: usize,
+    validated: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 impl std::fmt::Debug for TrustStore {
@@ -60,12 +74,31 @@ impl TrustStore {
         Ok(TrustStore {
             store: b.build(),
             count: anchors.len(),
+            validated: Mutex::new(HashMap::new()),
         })
     }
 
     /// Validate `leaf` up to a trust anchor, using `untrusted` as intermediate candidates.
     /// Fails with [`ErrorCode::SignerNotTrusted`] naming OpenSSL's reason.
     pub fn verify(&self, leaf: &X509, untrusted: &[X509]) -> Result<()> {
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(&leaf.digest(MessageDigest::sha256())?);
+        let now = Instant::now();
+        // Every operation leaves the map consistent, so a poisoned lock is still usable.
+        let cache = || self.validated.lock().unwrap_or_else(|e| e.into_inner());
+        if cache().get(&fingerprint).is_some_and(|until| *until > now) {
+            return Ok(());
+        }
+        self.verify_chain(leaf, untrusted)?;
+        let mut c = cache();
+        if c.len() >= VALIDATION_CACHE_CAPACITY {
+            c.clear();
+        }
+        c.insert(fingerprint, now + VALIDATION_CACHE_TTL);
+        Ok(())
+    }
+
+    fn verify_chain(&self, leaf: &X509, untrusted: &[X509]) -> Result<()> {
         let mut chain = Stack::new()?;
         for c in untrusted {
             chain.push(c.clone())?;
@@ -123,6 +156,21 @@ mod tests {
         store
             .verify(&vec_cert("server.crt"), &[vec_cert("ca.crt")])
             .unwrap();
+    }
+
+    #[test]
+    fn a_validated_certificate_is_remembered_for_the_next_check() {
+        let store = TrustStore::new(&[vec_cert("root.crt")]).unwrap();
+        store
+            .verify(&vec_cert("server.crt"), &[vec_cert("ca.crt")])
+            .unwrap();
+        // The chain was proven once; the intermediate is not needed again within the TTL.
+        store.verify(&vec_cert("server.crt"), &[]).unwrap();
+        // Another certificate is still checked in full.
+        assert_eq!(
+            store.verify(&vec_cert("client.crt"), &[]).unwrap_err().code,
+            ErrorCode::SignerNotTrusted
+        );
     }
 
     #[test]
