@@ -504,6 +504,16 @@ impl Server {
     }
 
     fn process_checked(&self, bytes: &[u8]) -> Vec<u8> {
+        self.check_then(bytes, |msg, bytes, a| self.handle(msg, bytes, a))
+    }
+
+    /// The checks every request passes first (size and DER, pvno, protection), then `next`
+    /// (the CA's handling, or an RA's relaying); every failure becomes an error response.
+    fn check_then(
+        &self,
+        bytes: &[u8],
+        next: impl FnOnce(&PkiMessage, &[u8], &Authenticated) -> Checked<Vec<u8>>,
+    ) -> Vec<u8> {
         let msg = match message::decode(bytes, self.config.max_message_size) {
             Ok(m) => m,
             Err(e) => {
@@ -534,13 +544,12 @@ impl Server {
             Ok(a) => a,
             Err(f) => return self.error_response(Some(&msg), &Auth::None, f),
         };
-        match self.handle(&msg, bytes, &authd) {
+        match next(&msg, bytes, &authd) {
             Ok(rsp) => rsp,
             Err(f) => self.error_response(Some(&msg), &authd.auth, f),
         }
     }
 
-    /// Verify the protection of `msg`.
     fn authenticate(&self, msg: &PkiMessage) -> Checked<Authenticated> {
         match protection::protection_kind(msg) {
             None => Err(Failure::new(

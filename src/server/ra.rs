@@ -269,41 +269,8 @@ impl Ra {
     }
 
     fn process_checked(&self, bytes: &[u8]) -> Vec<u8> {
-        let s = &self.server;
-        let msg = match message::decode(bytes, s.config.max_message_size) {
-            Ok(m) => m,
-            Err(e) => {
-                return s.error_response(
-                    None,
-                    &Auth::None,
-                    Failure::new(
-                        fi::BAD_DATA_FORMAT,
-                        format!("size and DER check: {}", e.detail),
-                    ),
-                )
-            }
-        };
-        if !(2..=3).contains(&msg.header.pvno) {
-            return s.error_response(
-                Some(&msg),
-                &Auth::None,
-                Failure::new(
-                    fi::UNSUPPORTED_VERSION,
-                    format!(
-                        "version check: pvno {} is not supported (2 and 3 are)",
-                        msg.header.pvno
-                    ),
-                ),
-            );
-        }
-        let authd = match s.authenticate(&msg) {
-            Ok(a) => a,
-            Err(f) => return s.error_response(Some(&msg), &Auth::None, f),
-        };
-        match self.relay(&msg, bytes, &authd) {
-            Ok(rsp) => rsp,
-            Err(f) => s.error_response(Some(&msg), &authd.auth, f),
-        }
+        self.server
+            .check_then(bytes, |msg, bytes, a| self.relay(msg, bytes, a))
     }
 
     /// Check, apply the policy, forward, check the answer and answer the EE.
