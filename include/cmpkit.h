@@ -272,6 +272,27 @@ typedef uint32_t cmpkit_mac_alg;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How important a log line is.
+enum cmpkit_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A transaction failed: the check and the peer's verdict.
+  CMPKIT_LOG_LEVEL_ERROR = 1,
+  // A transaction's steps: messages received and their outcome.
+  CMPKIT_LOG_LEVEL_INFO = 2,
+  // Details: each message sent, with its size.
+  CMPKIT_LOG_LEVEL_DEBUG = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cmpkit_log_level cmpkit_log_level;
+#else
+typedef uint32_t cmpkit_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A buffer the library hands to the transfer callback for the response bytes.
 typedef struct cmpkit_buffer cmpkit_buffer;
 
@@ -349,6 +370,10 @@ typedef int32_t (*cmpkit_decrypt_fn)(void *userdata,
 
 // Releases callback userdata; called exactly once, when the last user of the key is gone.
 typedef void (*cmpkit_free_fn)(void *userdata);
+
+// Receives one log line: `level` is a `cmpkit_log_level`, `line` a NUL-terminated UTF-8
+// string valid during the call only. Called on the thread running the transaction.
+typedef void (*cmpkit_log_fn)(void *userdata, uint32_t level, const char *line);
 
 // Signs `tbs` with the caller's private key (HSM, TPM, secure element).
 //
@@ -589,6 +614,15 @@ cmpkit_result cmpkit_ctx_set_decrypt_callback(struct cmpkit_ctx *ctx,
                                               cmpkit_decrypt_fn decrypt,
                                               void *userdata,
                                               cmpkit_free_fn free_userdata);
+
+// Log the context's transactions to `log` (NULL: no logging): lines up to `max_level`
+// (a `cmpkit_log_level`: 1 errors — which check failed and what the peer said —, 2 also each
+// message received and the outcome, 3 also each message sent). `userdata` stays owned by the
+// caller and must outlive the context's use of it.
+cmpkit_result cmpkit_ctx_set_log(struct cmpkit_ctx *ctx,
+                                 uint32_t max_level,
+                                 cmpkit_log_fn log,
+                                 void *userdata);
 
 // Generate a new key pair of `kind` (a `cmpkit_key_kind`; `bits` is used for RSA only; 0
 // means 2048).

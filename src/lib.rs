@@ -11,6 +11,7 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod ffi;
+pub mod log;
 pub mod message;
 pub mod protection;
 pub mod server;

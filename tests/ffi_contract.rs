@@ -955,3 +955,58 @@ fn ccr_and_krr_from_c_are_answered_by_our_server() {
         cmpkit_ctx_free(ctx);
     }
 }
+
+unsafe extern "C" fn collect_log(userdata: *mut c_void, level: u32, line: *const std::ffi::c_char) {
+    // SAFETY: the test passes a Mutex<Vec<String>> that outlives the context; `line` is valid
+    // during the call.
+    let lines = unsafe { &*(userdata as *const std::sync::Mutex<Vec<String>>) };
+    let text = unsafe { CStr::from_ptr(line) }.to_string_lossy();
+    lines.lock().unwrap().push(format!("{level} {text}"));
+}
+
+#[test]
+fn log_callback_gets_each_message_up_to_its_level() {
+    use cmpkit::server::demo_ca::DemoCa;
+    use cmpkit::server::{MemoryStore, Server, ServerConfig};
+    use std::sync::{Arc, Mutex};
+    CCR_SERVER.get_or_init(|| {
+        let ca = Arc::new(DemoCa::generate().unwrap());
+        let config = ServerConfig {
+            signer: Some(ca.signer().unwrap()),
+            secrets: Some(Arc::new(|kid: &[u8]| (kid == b"r").then(|| b"s".to_vec()))),
+            ..ServerConfig::default()
+        };
+        Server::new(config, ca, Arc::new(MemoryStore::new())).unwrap()
+    });
+    let lines = Mutex::new(Vec::<String>::new());
+    // SAFETY: valid handles and callbacks; `lines` outlives the context.
+    unsafe {
+        let (mut ctx, mut req) = (null_mut(), null_mut());
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_secret(ctx, b"s".as_ptr(), 1, b"r".as_ptr(), 1),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_ctx_set_transfer(ctx, Some(to_our_server), null_mut()),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_ctx_set_log(ctx, 9, Some(collect_log), null_mut()),
+            ErrorCode::InvalidArgument
+        );
+        let ud = &lines as *const Mutex<Vec<String>> as *mut c_void;
+        assert_eq!(
+            cmpkit_ctx_set_log(ctx, 2, Some(collect_log), ud),
+            ErrorCode::Ok
+        );
+        assert_eq!(cmpkit_request_new_genm_ca_certs(&mut req), ErrorCode::Ok);
+        assert_eq!(cmpkit_execute(ctx, req, null_mut()), ErrorCode::Ok);
+        cmpkit_request_free(req);
+        cmpkit_ctx_free(ctx);
+    }
+    let lines = lines.into_inner().unwrap();
+    assert_eq!(lines.len(), 2, "level 2: no 'sending' lines: {lines:?}");
+    assert!(lines[0].starts_with("2 genm: received genp ("), "{lines:?}");
+    assert_eq!(lines[1], "2 genm: finished: done");
+}

@@ -120,3 +120,64 @@ fn key_pair_types_include_ecdsa_and_ed25519() {
     );
     assert!(types.contains(&"1.3.101.112".to_string()), "{types:?}");
 }
+
+#[test]
+fn the_log_names_each_message_and_the_failed_check() {
+    use cmpkit::log::{LogLevel, Logger};
+    use std::sync::Mutex;
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let logger = Logger::new(LogLevel::Debug, move |level, line| {
+        sink.lock()
+            .unwrap()
+            .push(format!("{}: {line}", level.name()))
+    });
+    let ca = Arc::new(DemoCa::generate().unwrap());
+    let config = ServerConfig {
+        secrets: Some(Arc::new(|kid: &[u8]| (kid == REF).then(|| SECRET.to_vec()))),
+        ..ServerConfig::default()
+    };
+    let server = Server::new(config, ca, Arc::new(MemoryStore::new())).unwrap();
+    for secret in [SECRET, b"wrong".as_slice()] {
+        let client = ClientConfig {
+            credentials: Some(Credentials::mac(
+                secret,
+                REF,
+                MacParams::Pbm(PbmConfig::default()),
+            )),
+            log: Some(logger.clone()),
+            ..ClientConfig::default()
+        };
+        let mut tx = Transaction::start(
+            Arc::new(client),
+            Operation::Genm(vec![genm::ca_certs_request()]),
+        )
+        .unwrap();
+        let mut transfer = |req: &[u8]| Ok(server.process(req));
+        let _ = execute(&mut tx, &mut transfer);
+    }
+    let lines = lines.lock().unwrap();
+    assert!(
+        lines[0].starts_with("debug: genm: sending genm ("),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("info: genm: received genp ("),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], "info: genm: finished: done", "{lines:?}");
+    // Wrong secret: the server cannot authenticate us and (having no signing key) answers
+    // with an unprotected error, which is never taken as success; the log shows what it said.
+    assert!(
+        lines[4].starts_with("info: genm: received error ("),
+        "{lines:?}"
+    );
+    assert!(
+        lines[5].starts_with("error: genm: failed: protection-missing (300)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[5].contains("failInfo: badMessageCheck") && lines[5].contains("MAC protection check"),
+        "{lines:?}"
+    );
+}

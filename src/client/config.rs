@@ -79,6 +79,8 @@ impl Credentials {
 pub struct ClientConfig {
     /// How requests are protected.
     pub credentials: Option<Credentials>,
+    /// Where to log the transaction's steps and failures (none by default).
+    pub log: Option<crate::log::Logger>,
     /// Trust anchors for signed responses.
     pub trust: Option<TrustStore>,
     /// Intermediate certificates that may complete the server's chain.
@@ -119,6 +121,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             credentials: None,
+            log: None,
             trust: None,
             untrusted: Vec::new(),
             server_cert: None,

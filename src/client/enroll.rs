@@ -15,6 +15,7 @@ use crate::crypto::decrypt::{decrypt_encrypted_key, extract_private_key};
 use crate::crypto::SecretBytes;
 use crate::crypto::Signer;
 use crate::error::{Error, ErrorCode, Result};
+use crate::log::LogLevel;
 use crate::message::{self, PeerStatus, PkiStatus};
 use crate::protection::{self, Protection, ProtectionKind};
 use crmf::pop::{PopoSigningKey, ProofOfPossession};
@@ -537,6 +538,14 @@ impl Transaction {
             }
         };
         let outcome = self.process(bytes, expect);
+        let log = self.config.log.clone();
+        let op = self.operation_name();
+        crate::log::log(&log, LogLevel::Info, || {
+            let body = PkiMessage::from_der(bytes)
+                .map(|m| m.body.name())
+                .unwrap_or("undecodable message");
+            format!("{op}: received {body} ({} bytes)", bytes.len())
+        });
         match outcome {
             Ok(Some(next)) => {
                 self.state = next;
@@ -547,10 +556,24 @@ impl Transaction {
                     Some(e) => Err(e),
                     None => Ok(()),
                 };
+                match &r {
+                    Ok(()) => crate::log::log(&log, LogLevel::Info, || {
+                        let status = self
+                            .response
+                            .status
+                            .as_ref()
+                            .map_or("done".to_owned(), |s| s.to_string());
+                        format!("{op}: finished: {status}")
+                    }),
+                    Err(e) => {
+                        crate::log::log(&log, LogLevel::Error, || format!("{op}: failed: {e}"))
+                    }
+                }
                 self.state = State::Done(r.clone());
                 r
             }
             Err(e) => {
+                crate::log::log(&log, LogLevel::Error, || format!("{op}: failed: {e}"));
                 self.state = State::Done(Err(e.clone()));
                 Err(e)
             }
@@ -1045,8 +1068,18 @@ impl Transaction {
             (None, None) => unreachable!("checked above"),
         };
         protection::protect(&mut msg, protection)?;
-        msg.to_der()
-            .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))
+        let der = msg
+            .to_der()
+            .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))?;
+        crate::log::log(&self.config.log, LogLevel::Debug, || {
+            format!(
+                "{}: sending {} ({} bytes)",
+                self.operation_name(),
+                msg.body.name(),
+                der.len()
+            )
+        });
+        Ok(der)
     }
 
     /// Check the protection of a response against our credentials and trust settings.

@@ -96,6 +96,7 @@ pub struct cmpkit_ctx {
     max_message_size: usize,
     polling_deadline: Duration,
     decryptor: Option<Arc<dyn Decryptor>>,
+    log: Option<crate::log::Logger>,
     message_time_tolerance: Option<Duration>,
     require_cmc_eku: bool,
     transfer: TransferSetting,
@@ -150,6 +151,7 @@ impl cmpkit_ctx {
             max_message_size: self.max_message_size,
             polling_deadline: self.polling_deadline,
             decryptor: self.decryptor.clone(),
+            log: self.log.clone(),
             message_time_tolerance: self.message_time_tolerance,
             require_cmc_eku: self.require_cmc_eku,
             ..ClientConfig::default()
@@ -233,6 +235,7 @@ pub unsafe extern "C" fn cmpkit_ctx_new(out: *mut *mut cmpkit_ctx) -> ErrorCode 
             max_message_size: crate::message::DEFAULT_MAX_MESSAGE_SIZE,
             polling_deadline: crate::client::DEFAULT_POLLING_DEADLINE,
             decryptor: None,
+            log: None,
             message_time_tolerance: None,
             require_cmc_eku: false,
             transfer: TransferSetting::None,
@@ -693,6 +696,64 @@ pub unsafe extern "C" fn cmpkit_ctx_set_decrypt_callback(
             userdata,
             free: free_userdata,
         }));
+        c.changed();
+        Ok(())
+    })
+}
+
+/// Receives one log line: `level` is a `cmpkit_log_level`, `line` a NUL-terminated UTF-8
+/// string valid during the call only. Called on the thread running the transaction.
+pub type cmpkit_log_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, level: u32, line: *const c_char)>;
+
+/// The caller's log callback and its userdata.
+struct LogSink {
+    f: unsafe extern "C" fn(*mut c_void, u32, *const c_char),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the header states that the callback runs on the thread driving a transaction of the
+// context; the library never calls it from elsewhere.
+unsafe impl Send for LogSink {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for LogSink {}
+
+impl LogSink {
+    fn emit(&self, level: crate::log::LogLevel, line: &str) {
+        let line = c_string(line);
+        // SAFETY: the caller's callback with its own userdata; `line` lives across the call.
+        unsafe { (self.f)(self.userdata, level as u32, line.as_ptr()) };
+    }
+}
+
+/// Log the context's transactions to `log` (NULL: no logging): lines up to `max_level`
+/// (a `cmpkit_log_level`: 1 errors — which check failed and what the peer said —, 2 also each
+/// message received and the outcome, 3 also each message sent). `userdata` stays owned by the
+/// caller and must outlive the context's use of it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_log(
+    ctx: *mut cmpkit_ctx,
+    max_level: u32,
+    log: cmpkit_log_fn,
+    userdata: *mut c_void,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        use crate::log::{LogLevel, Logger};
+        let max_level = match max_level {
+            1 => LogLevel::Error,
+            2 => LogLevel::Info,
+            3 => LogLevel::Debug,
+            l => {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!("unknown log level {l}"),
+                ))
+            }
+        };
+        c.log = log.map(|f| {
+            let sink = LogSink { f, userdata };
+            Logger::new(max_level, move |level, line| sink.emit(level, line))
+        });
         c.changed();
         Ok(())
     })

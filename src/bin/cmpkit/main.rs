@@ -68,6 +68,7 @@ Trust (for signed responses):
   -recipient DN         recipient name, e.g. /CN=My CA
   -unprotected_errors   report the content of unprotected error answers
   -quiet                print only errors
+  -verbose              log every message sent and received to stderr
 ";
 
 const ENROLL_HELP: &str = "\
@@ -381,7 +382,7 @@ const COMMON_VALUED: &[&str] = &[
     "srvcert",
     "recipient",
 ];
-const COMMON_FLAGS: &[&str] = &["unprotected_errors", "quiet", "help", "h"];
+const COMMON_FLAGS: &[&str] = &["unprotected_errors", "quiet", "verbose", "help", "h"];
 const ENROLL_VALUED: &[&str] = &[
     "newkey",
     "newkeytype",
@@ -468,6 +469,12 @@ fn run_command(cmd: &str, args: &[String]) -> Result<(), Fail> {
     }
     let quiet = o.flag("quiet");
     let mut config = client_config(&o)?;
+    if o.flag("verbose") {
+        config.log = Some(cmpkit::log::Logger::new(
+            cmpkit::log::LogLevel::Debug,
+            |level, line| eprintln!("[{}] {line}", level.name()),
+        ));
+    }
     if let Some(t) = o.get("total_timeout") {
         config.polling_deadline = Duration::from_secs(
             t.parse()
