@@ -177,3 +177,13 @@ fn ffi_bytes_target_replay() {
     // C API's default 10 000 iterations: ~15 ms.
     run("ffi_bytes", 0x5eed_0003, 300, fuzz_logic::ffi_bytes);
 }
+
+#[test]
+fn server_process_target_replay() {
+    run(
+        "server_process",
+        0x5eed_0004,
+        2_000,
+        fuzz_logic::server_process,
+    );
+}

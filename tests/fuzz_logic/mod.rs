@@ -285,3 +285,33 @@ pub fn ffi_bytes(data: &[u8]) {
         });
     }
 }
+
+/// One server (demo CA, the vectors' MAC secret, low MAC caps) for `server_process`.
+fn fuzz_server() -> &'static cmpkit::server::Server {
+    use cmpkit::server::demo_ca::DemoCa;
+    use cmpkit::server::{MemoryStore, Server, ServerConfig};
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let ca = Arc::new(DemoCa::generate().expect("demo CA"));
+        let config = ServerConfig {
+            signer: Some(ca.signer().expect("CA signer")),
+            secrets: Some(Arc::new(|kid: &[u8]| (kid == REF).then(|| SECRET.to_vec()))),
+            mac_limits: FUZZ_LIMITS,
+            ..ServerConfig::default()
+        };
+        Server::new(config, ca, Arc::new(MemoryStore::new())).expect("server")
+    })
+}
+
+/// `server_process`: whatever the bytes, the server answers with a DER PKIMessage (an error
+/// message for anything it cannot accept) and does not panic.
+pub fn server_process(data: &[u8]) {
+    let answer = fuzz_server().process(data);
+    let msg = PkiMessage::from_der(&answer)
+        .unwrap_or_else(|e| panic!("the server's answer is not a PKIMessage: {e}"));
+    assert!(
+        msg.header.pvno == 2 || msg.header.pvno == 3,
+        "answer pvno {}",
+        msg.header.pvno
+    );
+}
