@@ -280,6 +280,61 @@ static inline int ctx_failed(const cmpkit_ctx *ctx, const char *what, cmpkit_res
 }
 
 /*
+ * Creates the context of the enrollment examples: shared secret and reference, recipient,
+ * implicit confirmation, and (with `with_url`) the built-in HTTP transfer to o->url.
+ * Returns 0 on success.
+ */
+static inline int make_enroll_ctx(const struct enroll_options *o, int with_url, cmpkit_ctx **out)
+{
+    cmpkit_ctx *ctx = NULL;
+    cmpkit_result rc = cmpkit_ctx_new(&ctx);
+    if (rc != CMPKIT_RESULT_OK) {
+        fprintf(stderr, "cmpkit_ctx_new: %s\n", cmpkit_result_name(rc));
+        return -1;
+    }
+    if (with_url && (rc = cmpkit_ctx_set_server_url(ctx, o->url)) != CMPKIT_RESULT_OK) {
+        ctx_failed(ctx, "cmpkit_ctx_set_server_url", rc);
+        goto fail;
+    }
+    rc = cmpkit_ctx_set_secret(ctx, (const uint8_t *)o->secret, strlen(o->secret),
+                               (const uint8_t *)o->ref, strlen(o->ref));
+    if (rc != CMPKIT_RESULT_OK) {
+        ctx_failed(ctx, "cmpkit_ctx_set_secret", rc);
+        goto fail;
+    }
+    if (o->recipient != NULL &&
+        (rc = cmpkit_ctx_set_recipient(ctx, o->recipient)) != CMPKIT_RESULT_OK) {
+        ctx_failed(ctx, "cmpkit_ctx_set_recipient", rc);
+        goto fail;
+    }
+    if ((rc = cmpkit_ctx_set_implicit_confirm(ctx, o->implicit_confirm)) != CMPKIT_RESULT_OK) {
+        ctx_failed(ctx, "cmpkit_ctx_set_implicit_confirm", rc);
+        goto fail;
+    }
+    *out = ctx;
+    return 0;
+fail:
+    cmpkit_ctx_free(ctx);
+    return -1;
+}
+
+/* Sets the subject and the DNS subjectAltNames of the options on `req`. Returns 0 on success. */
+static inline int set_subject_and_sans(const struct enroll_options *o, cmpkit_request *req)
+{
+    cmpkit_result rc = cmpkit_request_set_subject(req, o->subject);
+    if (rc != CMPKIT_RESULT_OK) {
+        return call_failed(rc, "cmpkit_request_set_subject(%s)", o->subject);
+    }
+    for (size_t i = 0; i < o->n_san_dns; i++) {
+        rc = cmpkit_request_add_san(req, CMPKIT_SAN_KIND_DNS, o->san_dns[i]);
+        if (rc != CMPKIT_RESULT_OK) {
+            return call_failed(rc, "cmpkit_request_add_san(%s)", o->san_dns[i]);
+        }
+    }
+    return 0;
+}
+
+/*
  * Prints a failed exchange with the server: "<what>: <result name>: <detail>", `what`
  * formatted like printf and `detail` the ctx's or transaction's last error, then what the
  * server answered, if `rsp` is not NULL.

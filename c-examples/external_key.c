@@ -19,7 +19,7 @@
 
 #include <cmpkit.h>
 
-#include "example_util.h" /* arguments, files, PEM output, failures: not cmpkit API */
+#include "example_util.h" /* shared helpers, incl. the MAC context setup: not cmpkit API */
 
 #include <stdio.h>
 #include <string.h>
@@ -85,41 +85,6 @@ static int make_external_key(struct hsm *hsm, cmpkit_key **out)
     return 0;
 }
 
-/* Creates the context: server URL, secret, recipient, implicit confirm. Returns 0 on success. */
-static int make_ctx(const struct enroll_options *o, cmpkit_ctx **out)
-{
-    cmpkit_ctx *ctx = NULL;
-    cmpkit_result rc = cmpkit_ctx_new(&ctx);
-    if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_ctx_new: %s\n", cmpkit_result_name(rc));
-        return -1;
-    }
-    if ((rc = cmpkit_ctx_set_server_url(ctx, o->url)) != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_server_url", rc);
-        goto fail;
-    }
-    rc = cmpkit_ctx_set_secret(ctx, (const uint8_t *)o->secret, strlen(o->secret),
-                               (const uint8_t *)o->ref, strlen(o->ref));
-    if (rc != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_secret", rc);
-        goto fail;
-    }
-    if (o->recipient != NULL &&
-        (rc = cmpkit_ctx_set_recipient(ctx, o->recipient)) != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_recipient", rc);
-        goto fail;
-    }
-    if ((rc = cmpkit_ctx_set_implicit_confirm(ctx, o->implicit_confirm)) != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_implicit_confirm", rc);
-        goto fail;
-    }
-    *out = ctx;
-    return 0;
-fail:
-    cmpkit_ctx_free(ctx);
-    return -1;
-}
-
 /* Creates the ir for `key` with the subject and SANs. Returns 0 on success. */
 static int make_request(const struct enroll_options *o, const cmpkit_key *key,
                         cmpkit_request **out)
@@ -129,18 +94,9 @@ static int make_request(const struct enroll_options *o, const cmpkit_key *key,
     if (rc != CMPKIT_RESULT_OK) {
         return call_failed(rc, "cmpkit_request_new_ir");
     }
-    if ((rc = cmpkit_request_set_subject(req, o->subject)) != CMPKIT_RESULT_OK) {
-        call_failed(rc, "cmpkit_request_set_subject(%s)", o->subject);
+    if (set_subject_and_sans(o, req) != 0) {
         cmpkit_request_free(req);
         return -1;
-    }
-    for (size_t i = 0; i < o->n_san_dns; i++) {
-        rc = cmpkit_request_add_san(req, CMPKIT_SAN_KIND_DNS, o->san_dns[i]);
-        if (rc != CMPKIT_RESULT_OK) {
-            call_failed(rc, "cmpkit_request_add_san(%s)", o->san_dns[i]);
-            cmpkit_request_free(req);
-            return -1;
-        }
     }
     *out = req;
     return 0;
@@ -163,7 +119,7 @@ int main(int argc, char **argv)
     /* hsm.secret_key (loaded from --key, or generated) stays here; only the external `key`
      * goes to the library. */
     if (load_or_generate_key(o.key_file, &hsm.secret_key) != 0 || make_external_key(&hsm, &key) != 0 ||
-        make_ctx(&o, &ctx) != 0 || make_request(&o, key, &req) != 0) {
+        make_enroll_ctx(&o, 1, &ctx) != 0 || make_request(&o, key, &req) != 0) {
         goto done;
     }
 

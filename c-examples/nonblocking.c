@@ -18,43 +18,11 @@
 
 #include <cmpkit.h>
 
-#include "example_util.h" /* arguments, HTTP client, PEM output, failures: not cmpkit API */
+#include "example_util.h" /* shared helpers, incl. the MAC context setup: not cmpkit API */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Creates the context: secret, recipient, implicit confirm (no transfer: we move the bytes).
- * Returns 0 on success. */
-static int make_ctx(const struct enroll_options *o, cmpkit_ctx **out)
-{
-    cmpkit_ctx *ctx = NULL;
-    cmpkit_result rc = cmpkit_ctx_new(&ctx);
-    if (rc != CMPKIT_RESULT_OK) {
-        fprintf(stderr, "cmpkit_ctx_new: %s\n", cmpkit_result_name(rc));
-        return -1;
-    }
-    rc = cmpkit_ctx_set_secret(ctx, (const uint8_t *)o->secret, strlen(o->secret),
-                               (const uint8_t *)o->ref, strlen(o->ref));
-    if (rc != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_secret", rc);
-        goto fail;
-    }
-    if (o->recipient != NULL &&
-        (rc = cmpkit_ctx_set_recipient(ctx, o->recipient)) != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_recipient", rc);
-        goto fail;
-    }
-    if ((rc = cmpkit_ctx_set_implicit_confirm(ctx, o->implicit_confirm)) != CMPKIT_RESULT_OK) {
-        ctx_failed(ctx, "cmpkit_ctx_set_implicit_confirm", rc);
-        goto fail;
-    }
-    *out = ctx;
-    return 0;
-fail:
-    cmpkit_ctx_free(ctx);
-    return -1;
-}
 
 /* Creates the ir for `key` with the subject and SANs. Returns 0 on success. */
 static int make_request(const struct enroll_options *o, const cmpkit_key *key,
@@ -65,18 +33,9 @@ static int make_request(const struct enroll_options *o, const cmpkit_key *key,
     if (rc != CMPKIT_RESULT_OK) {
         return call_failed(rc, "cmpkit_request_new_ir");
     }
-    if ((rc = cmpkit_request_set_subject(req, o->subject)) != CMPKIT_RESULT_OK) {
-        call_failed(rc, "cmpkit_request_set_subject(%s)", o->subject);
+    if (set_subject_and_sans(o, req) != 0) {
         cmpkit_request_free(req);
         return -1;
-    }
-    for (size_t i = 0; i < o->n_san_dns; i++) {
-        rc = cmpkit_request_add_san(req, CMPKIT_SAN_KIND_DNS, o->san_dns[i]);
-        if (rc != CMPKIT_RESULT_OK) {
-            call_failed(rc, "cmpkit_request_add_san(%s)", o->san_dns[i]);
-            cmpkit_request_free(req);
-            return -1;
-        }
     }
     *out = req;
     return 0;
@@ -100,7 +59,7 @@ int main(int argc, char **argv)
     cmpkit_transaction *tx = NULL;
     cmpkit_response *rsp = NULL;
 
-    if (load_or_generate_key(o.key_file, &key) != 0 || make_ctx(&o, &ctx) != 0 ||
+    if (load_or_generate_key(o.key_file, &key) != 0 || make_enroll_ctx(&o, 0, &ctx) != 0 ||
         make_request(&o, key, &req) != 0) {
         goto done;
     }
