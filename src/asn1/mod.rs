@@ -703,3 +703,40 @@ mod tests {
         assert_eq!(u8::from_der(&[0x02, 0x01, 0x03]).unwrap(), 3);
     }
 }
+
+/// A TBSCertificate to be signed (RFC 5280 §4.1), for issuing certificates: x509-cert
+/// 0.3.0-pre.0 offers no public constructor for its `TbsCertificate` outside its `builder`
+/// feature (which brings the `signature` crate stack; we sign through OpenSSL).
+#[derive(Clone, Debug, Sequence)]
+pub struct TbsCertificateOut<'a> {
+    /// Always v3 here.
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    pub version: x509_cert::certificate::Version,
+    /// A positive serial number.
+    pub serial_number: x509_cert::serial_number::SerialNumber,
+    /// The issuer's signature algorithm (equal to the outer signatureAlgorithm).
+    pub signature: AlgorithmIdentifierOwned,
+    /// The issuer's subject name.
+    pub issuer: x509_cert::name::Name,
+    /// notBefore and notAfter.
+    pub validity: x509_cert::time::Validity,
+    /// The certified subject.
+    pub subject: x509_cert::name::Name,
+    /// The certified SubjectPublicKeyInfo, exactly as requested.
+    pub subject_public_key_info: der::asn1::AnyRef<'a>,
+    /// Extensions.
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    pub extensions: Option<x509_cert::ext::Extensions>,
+}
+
+/// Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }, with the
+/// TBSCertificate carried as the exact DER that was signed.
+#[derive(Clone, Debug, Sequence)]
+pub struct SignedCertificateOut<'a> {
+    /// The DER of a [`TbsCertificateOut`].
+    pub tbs_certificate: der::asn1::AnyRef<'a>,
+    /// The signature algorithm.
+    pub signature_algorithm: AlgorithmIdentifierOwned,
+    /// The signature over `tbs_certificate`.
+    pub signature: BitString,
+}

@@ -10,7 +10,7 @@ use crate::asn1::{
     CertifiedKeyPair, InfoTypeAndValue, KeyRecRepContent, PkiBody, PkiHeader, PkiMessage,
     PollRepEntry, PollReqEntry, RevDetails, RevRepContent,
 };
-use crate::crypto::cert::{parse_der, subject_text};
+use crate::crypto::cert::{parse_der, subject_text, ValidatedCert};
 use crate::crypto::decrypt::{decrypt_encrypted_key, extract_private_key};
 use crate::crypto::SecretBytes;
 use crate::crypto::Signer;
@@ -207,12 +207,6 @@ struct OwnSigner {
     cert: X509,
 }
 
-/// The signer of the responses, validated once per transaction.
-struct PeerSigner {
-    cert_der: Vec<u8>,
-    public_key: PKey<Public>,
-}
-
 /// One client transaction, driven by the caller: take [`pending_request`](Self::pending_request),
 /// send it, and feed the answer to [`handle_response`](Self::handle_response) until it is done.
 pub struct Transaction {
@@ -235,7 +229,9 @@ pub struct Transaction {
     sender_nonce: Vec<u8>,
     /// senderNonce of the peer's last response: our next recipNonce.
     peer_nonce: Option<Vec<u8>>,
-    peer_signer: Option<PeerSigner>,
+    peer_signer: Option<Arc<ValidatedCert>>,
+    /// sender, senderKID, recipient and extraCerts of our signed requests, made once.
+    signer_fields: Option<SignerFields>,
     /// The certReqId of the running polling (0 or -1).
     cert_req_id_polled: i64,
     /// A certificate we reject in certConf: reported once pkiConf arrives.
@@ -281,6 +277,7 @@ impl Transaction {
             sender_nonce: Vec::new(),
             peer_nonce: None,
             peer_signer: None,
+            signer_fields: None,
             rejection: None,
             state: State::Done(Ok(())),
         };
@@ -1012,13 +1009,6 @@ impl Transaction {
         };
         self.sender_nonce = message::random_bytes(16)?;
         let (sender, sender_kid, default_recipient, extra_certs) = match (&self.own_signer, creds) {
-            (Some(own), creds) => {
-                let chain = match creds {
-                    Some(Credentials::Signature { chain, .. }) => chain.as_slice(),
-                    _ => &[],
-                };
-                signer_header_fields(&own.cert, chain)?
-            }
             (None, None) => unreachable!("checked above"),
             (None, Some(Credentials::Mac { reference, .. })) => {
                 let sender = match self.subject.clone() {
@@ -1027,8 +1017,20 @@ impl Transaction {
                 };
                 (sender, Some(message::octet_string(reference)?), None, None)
             }
-            (None, Some(Credentials::Signature { cert, chain, .. })) => {
-                signer_header_fields(cert, chain)?
+            (own, creds) => {
+                if self.signer_fields.is_none() {
+                    let chain = match creds {
+                        Some(Credentials::Signature { chain, .. }) => chain.as_slice(),
+                        _ => &[],
+                    };
+                    let cert = match (own, creds) {
+                        (Some(own), _) => &own.cert,
+                        (None, Some(Credentials::Signature { cert, .. })) => cert,
+                        _ => unreachable!("MAC credentials handled above"),
+                    };
+                    self.signer_fields = Some(signer_header_fields(cert, chain)?);
+                }
+                self.signer_fields.clone().expect("set above")
             }
         };
         let recipient = self
@@ -1101,17 +1103,18 @@ impl Transaction {
         }
     }
 
-    /// The validated public key of the response's signer; validated once per transaction.
+    /// The validated public key of the response's signer; checked once per transaction
+    /// (and its chain validated once per [`TrustStore`](crate::crypto::TrustStore) cache period).
     fn peer_signer_key(&mut self, msg: &PkiMessage) -> Result<&PKey<Public>> {
         let first = msg.extra_certs.as_ref().and_then(|c| c.first());
         let first_der = first.map(|c| c.to_der()).transpose()?;
         let reuse = match (&self.peer_signer, &first_der) {
-            (Some(p), Some(d)) => &p.cert_der == d,
+            (Some(p), Some(d)) => &p.der == d,
             (Some(_), None) => true,
             _ => false,
         };
         if !reuse {
-            let cert = match (&self.config.server_cert, first_der) {
+            let signer = match (&self.config.server_cert, first_der) {
                 (Some(pinned), d) => {
                     if let Some(d) = d {
                         if d != pinned.to_der()? {
@@ -1121,40 +1124,41 @@ impl Transaction {
                             ));
                         }
                     }
-                    pinned.clone()
+                    Arc::new(ValidatedCert {
+                        public_key: pinned.public_key()?,
+                        subject_der: pinned.subject_name().to_der()?,
+                        der: pinned.to_der()?,
+                        cert: pinned.clone(),
+                    })
                 }
                 (None, Some(d)) => {
-                    let cert = parse_der(&d)?;
                     let trust = self.config.trust.as_ref().ok_or_else(|| {
                         Error::new(ErrorCode::MissingConfig, "the response is signed, but no trust anchors are configured to validate it")
                     })?;
-                    let mut untrusted: Vec<X509> = self.config.untrusted.clone();
-                    for c in msg.extra_certs.iter().flatten().skip(1) {
-                        untrusted.push(parse_der(&c.to_der()?)?);
-                    }
-                    trust.verify(&cert, &untrusted)?;
-                    cert
+                    trust.validate_der(&d, || {
+                        let mut untrusted: Vec<X509> = self.config.untrusted.clone();
+                        for c in msg.extra_certs.iter().flatten().skip(1) {
+                            untrusted.push(parse_der(&c.to_der()?)?);
+                        }
+                        Ok(untrusted)
+                    })?
                 }
                 (None, None) => {
                     return Err(Error::new(ErrorCode::SignerNotTrusted, "the signed response carries no certificate in extraCerts and none is configured"));
                 }
             };
             if let GeneralName::DirectoryName(sender) = &msg.header.sender {
-                let cert_subject = cert.subject_name().to_der()?;
-                if sender.to_der()? != cert_subject {
+                if sender.to_der()? != signer.subject_der {
                     return Err(Error::new(
                         ErrorCode::SenderMismatch,
-                        format!("the response's sender {sender} is not the subject of its signer certificate {}", subject_text(&cert)),
+                        format!("the response's sender {sender} is not the subject of its signer certificate {}", subject_text(&signer.cert)),
                     ));
                 }
             }
             if self.config.require_cmc_eku {
-                check_cmc_eku(&cert)?;
+                check_cmc_eku(&signer.cert)?;
             }
-            self.peer_signer = Some(PeerSigner {
-                cert_der: cert.to_der()?,
-                public_key: cert.public_key()?,
-            });
+            self.peer_signer = Some(signer);
         }
         Ok(&self.peer_signer.as_ref().expect("set above").public_key)
     }

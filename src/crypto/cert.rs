@@ -1,12 +1,13 @@
 //! Certificates: parsing, trust anchors and chain validation, key comparison.
 
 use crate::error::{Error, ErrorCode, Result};
-use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Public};
+use openssl::sha::Sha256;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509StoreContext, X509};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Parse one certificate from DER.
@@ -48,12 +49,26 @@ const VALIDATION_CACHE_CAPACITY: usize = 4096;
 /// Trust anchors for validating the peer's protection certificate.
 ///
 /// A certificate that validated is remembered (by its SHA-256 fingerprint) for
-/// [`VALIDATION_CACHE_TTL`], so the peer's chain is built and checked once, not for every
-/// message and transaction; revocation is not checked either way. Shared by threads.
+/// [`VALIDATION_CACHE_TTL`], parsed and with its public key, so the peer's chain is built and
+/// checked once, and its certificate parsed once, not for every message and transaction;
+/// revocation is not checked either way. Shared by threads.
 pub struct TrustStore {
     store: X509Store,
     count: usize,
-    validated: Mutex<HashMap<[u8; 32], Instant>>,
+    validated: Mutex<HashMap<[u8; 32], (Instant, Arc<ValidatedCert>)>>,
+}
+
+/// A certificate that validated against a [`TrustStore`], parsed once.
+#[derive(Debug)]
+pub struct ValidatedCert {
+    /// The certificate.
+    pub cert: X509,
+    /// Its public key.
+    pub public_key: PKey<Public>,
+    /// Its DER encoding.
+    pub der: Vec<u8>,
+    /// The DER encoding of its subject name.
+    pub subject_der: Vec<u8>,
 }
 
 impl std::fmt::Debug for TrustStore {
@@ -62,6 +77,13 @@ impl std::fmt::Debug for TrustStore {
             .field("anchors", &self.count)
             .finish()
     }
+}
+
+/// SHA-256 of `der`, through OpenSSL's low-level digest (no per-call algorithm fetch).
+fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(der);
+    h.finish()
 }
 
 impl TrustStore {
@@ -81,21 +103,44 @@ impl TrustStore {
     /// Validate `leaf` up to a trust anchor, using `untrusted` as intermediate candidates.
     /// Fails with [`ErrorCode::SignerNotTrusted`] naming OpenSSL's reason.
     pub fn verify(&self, leaf: &X509, untrusted: &[X509]) -> Result<()> {
-        let mut fingerprint = [0u8; 32];
-        fingerprint.copy_from_slice(&leaf.digest(MessageDigest::sha256())?);
+        let der = leaf.to_der()?;
+        self.validate_der(&der, || Ok(untrusted.to_vec()))
+            .map(|_| ())
+    }
+
+    /// Validate the DER certificate `leaf_der` up to a trust anchor and return it parsed,
+    /// with its public key. `untrusted` supplies intermediate candidates; it is called only
+    /// when the certificate is not remembered from an earlier validation. Fails with
+    /// [`ErrorCode::BadCertificate`] if `leaf_der` does not parse, and with
+    /// [`ErrorCode::SignerNotTrusted`] naming OpenSSL's reason if it does not validate.
+    pub fn validate_der(
+        &self,
+        leaf_der: &[u8],
+        untrusted: impl FnOnce() -> Result<Vec<X509>>,
+    ) -> Result<Arc<ValidatedCert>> {
+        let fp = fingerprint(leaf_der);
         let now = Instant::now();
         // Every operation leaves the map consistent, so a poisoned lock is still usable.
         let cache = || self.validated.lock().unwrap_or_else(|e| e.into_inner());
-        if cache().get(&fingerprint).is_some_and(|until| *until > now) {
-            return Ok(());
+        if let Some((until, v)) = cache().get(&fp) {
+            if *until > now {
+                return Ok(Arc::clone(v));
+            }
         }
-        self.verify_chain(leaf, untrusted)?;
+        let cert = parse_der(leaf_der)?;
+        self.verify_chain(&cert, &untrusted()?)?;
+        let v = Arc::new(ValidatedCert {
+            public_key: cert.public_key()?,
+            subject_der: cert.subject_name().to_der()?,
+            der: leaf_der.to_vec(),
+            cert,
+        });
         let mut c = cache();
         if c.len() >= VALIDATION_CACHE_CAPACITY {
             c.clear();
         }
-        c.insert(fingerprint, now + VALIDATION_CACHE_TTL);
-        Ok(())
+        c.insert(fp, (now + VALIDATION_CACHE_TTL, Arc::clone(&v)));
+        Ok(v)
     }
 
     fn verify_chain(&self, leaf: &X509, untrusted: &[X509]) -> Result<()> {

@@ -5,6 +5,6 @@ pub mod cert;
 pub mod decrypt;
 mod key;
 
-pub use cert::TrustStore;
+pub use cert::{TrustStore, ValidatedCert};
 pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};
 pub use key::{verify_signature, KeyType, SigAlg, Signer, SoftwareKey};

@@ -10,23 +10,21 @@ use super::{
     ServerSigner,
 };
 use crate::asn1::InfoTypeAndValue;
-use crate::crypto::{SigAlg, SoftwareKey};
+use crate::crypto::{SigAlg, Signer, SoftwareKey};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::fail_info as fi;
 use const_oid::ObjectIdentifier;
 use der::asn1::Any;
 use der::{Decode, Encode};
-use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
+use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, CrlNumber, KeyUsage, SubjectKeyIdentifier,
-};
+use openssl::x509::extension::{BasicConstraints, CrlNumber, KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::{
-    X509Builder, X509CrlBuilder, X509Extension, X509Name, X509NameBuilder, X509RevokedBuilder, X509,
+    X509Builder, X509CrlBuilder, X509Extension, X509NameBuilder, X509RevokedBuilder, X509,
 };
 use std::sync::{Arc, Mutex};
 
@@ -39,7 +37,11 @@ use crate::asn1::oid::{
 const REG_CTRL_ALG_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.5.1.11");
 
 /// Extensions copied from the request template: subjectAltName, keyUsage, extKeyUsage.
-const COPIED_EXTENSIONS: [&str; 3] = ["2.5.29.17", "2.5.29.15", "2.5.29.37"];
+const COPIED_EXTENSIONS: [ObjectIdentifier; 3] = [
+    const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME,
+    const_oid::db::rfc5280::ID_CE_KEY_USAGE,
+    const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE,
+];
 
 /// A certificate the demo CA issued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +78,53 @@ pub struct DemoCa {
     cert: X509,
     chain: Vec<X509>,
     validity_days: u32,
+    issuing: Issuing,
     state: Mutex<CaState>,
+}
+
+/// What issuing needs from the CA, prepared once.
+struct Issuing {
+    /// The CA key as a signer.
+    key: SoftwareKey,
+    /// The CA's subject name: the issuer of its certificates.
+    name: x509_cert::name::Name,
+    /// The CA's key identifier (its subjectKeyIdentifier, else computed from its key).
+    key_id: Vec<u8>,
+    /// The CA certificate and the chain above it, DER.
+    chain_der: Vec<Vec<u8>>,
+    /// The value of a genp caCerts: the same certificates as a SEQUENCE OF Certificate.
+    ca_certs: Any,
+}
+
+impl Issuing {
+    fn new(key: &PKey<Private>, cert: &X509, chain: &[X509]) -> Result<Self> {
+        let key_id = match cert.subject_key_id() {
+            Some(id) => id.as_slice().to_vec(),
+            None => {
+                let spki = cert.public_key()?.public_key_to_der()?;
+                key_id(
+                    spki::SubjectPublicKeyInfoRef::from_der(&spki)?
+                        .subject_public_key
+                        .raw_bytes(),
+                )
+            }
+        };
+        let chain_der: Vec<Vec<u8>> = std::iter::once(cert)
+            .chain(chain)
+            .map(|c| c.to_der())
+            .collect::<std::result::Result<_, _>>()?;
+        let certs = chain_der
+            .iter()
+            .map(|d| x509_cert::Certificate::from_der(d))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Issuing {
+            key: SoftwareKey::from_pkey(key.clone())?,
+            name: x509_cert::name::Name::from_der(&cert.subject_name().to_der()?)?,
+            key_id,
+            chain_der,
+            ca_certs: Any::from_der(&certs.to_der()?)?,
+        })
+    }
 }
 
 impl std::fmt::Debug for DemoCa {
@@ -106,7 +154,7 @@ impl DemoCa {
         } else {
             crate::crypto::cert::parse_pem_or_der(chain_pem)?
         };
-        Ok(Self::new(key, cert, chain))
+        Self::new(key, cert, chain)
     }
 
     /// A throwaway self-signed root CA with an EC P-256 key, "CN=cmpkit Demo CA".
@@ -118,7 +166,7 @@ impl DemoCa {
         let name = name.build();
         let mut b = X509Builder::new()?;
         b.set_version(2)?;
-        b.set_serial_number(&*random_serial()?)?;
+        b.set_serial_number(&*BigNum::from_slice(&random_serial()?)?.to_asn1_integer()?)?;
         b.set_subject_name(&name)?;
         b.set_issuer_name(&name)?;
         b.set_pubkey(&key)?;
@@ -136,17 +184,18 @@ impl DemoCa {
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
         b.sign(&key, MessageDigest::sha256())?;
-        Ok(Self::new(key, b.build(), Vec::new()))
+        Self::new(key, b.build(), Vec::new())
     }
 
-    fn new(key: PKey<Private>, cert: X509, chain: Vec<X509>) -> Self {
-        DemoCa {
+    fn new(key: PKey<Private>, cert: X509, chain: Vec<X509>) -> Result<Self> {
+        Ok(DemoCa {
+            issuing: Issuing::new(&key, &cert, &chain)?,
             key,
             cert,
             chain,
             validity_days: 365,
             state: Mutex::new(CaState::default()),
-        }
+        })
     }
 
     /// Issue certificates valid for `days` days from now.
@@ -260,53 +309,105 @@ impl DemoCa {
             .unwrap_or_else(MessageDigest::null))
     }
 
-    /// Build and sign a certificate for `req`.
-    fn issue(&self, req: &CertRequestInfo) -> Result<X509> {
+    /// Build and sign a certificate for `req`: returns its DER and serial number.
+    ///
+    /// The certificate is assembled with the der/x509-cert types and signed once through
+    /// OpenSSL; the requested SubjectPublicKeyInfo is copied as received, never decoded.
+    fn issue(&self, req: &CertRequestInfo) -> Result<(Vec<u8>, Vec<u8>)> {
+        use crate::asn1::{SignedCertificateOut, TbsCertificateOut};
+        use der::asn1::{AnyRef, BitString, OctetString};
+        use x509_cert::ext::pkix::{
+            AuthorityKeyIdentifier, BasicConstraints, SubjectKeyIdentifier,
+        };
+        use x509_cert::ext::Extension;
+
         let subject = req
             .subject
             .as_ref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::new(ErrorCode::BadMessageContent, "no subject requested"))?;
-        let mut b = X509Builder::new()?;
-        b.set_version(2)?;
-        b.set_serial_number(&*random_serial()?)?;
-        b.set_subject_name(&*X509Name::from_der(&subject.to_der()?)?)?;
-        b.set_issuer_name(self.cert.subject_name())?;
-        let key = PKey::public_key_from_der(&req.public_key)?;
-        b.set_pubkey(&key)?;
-        b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-        b.set_not_after(&*Asn1Time::days_from_now(self.validity_days)?)?;
-        b.append_extension(BasicConstraints::new().critical().build()?)?;
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&self.cert), None))?;
-        b.append_extension(ski)?;
-        let aki = AuthorityKeyIdentifier::new()
-            .keyid(false)
-            .build(&b.x509v3_context(Some(&self.cert), None))?;
-        b.append_extension(aki)?;
-        for e in &req.extensions {
-            let id = e.extn_id.to_string();
-            if COPIED_EXTENSIONS.contains(&id.as_str()) {
-                b.append_extension(X509Extension::new_from_der(
-                    &*Asn1Object::from_str(&id)?,
-                    e.critical,
-                    &*Asn1OctetString::new_from_bytes(e.extn_value.as_bytes())?,
-                )?)?;
-            }
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(&req.public_key)?;
+        let ext = |oid: ObjectIdentifier, critical: bool, value: Vec<u8>| -> Result<Extension> {
+            Ok(Extension {
+                extn_id: oid,
+                critical,
+                extn_value: OctetString::new(value)?,
+            })
+        };
+        let mut extensions = vec![
+            ext(
+                const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
+                true,
+                BasicConstraints {
+                    ca: false,
+                    path_len_constraint: None,
+                }
+                .to_der()?,
+            )?,
+            ext(
+                const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER,
+                false,
+                SubjectKeyIdentifier(OctetString::new(key_id(
+                    spki.subject_public_key.raw_bytes(),
+                ))?)
+                .to_der()?,
+            )?,
+            ext(
+                const_oid::db::rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER,
+                false,
+                AuthorityKeyIdentifier {
+                    key_identifier: Some(OctetString::new(self.issuing.key_id.clone())?),
+                    authority_cert_issuer: None,
+                    authority_cert_serial_number: None,
+                }
+                .to_der()?,
+            )?,
+        ];
+        extensions.extend(
+            req.extensions
+                .iter()
+                .filter(|e| COPIED_EXTENSIONS.contains(&e.extn_id))
+                .cloned(),
+        );
+        let serial = random_serial()?;
+        let alg = self.issuing.key.algorithm().algorithm_identifier();
+        let tbs = TbsCertificateOut {
+            version: x509_cert::certificate::Version::V3,
+            serial_number: x509_cert::serial_number::SerialNumber::new(&serial)?,
+            signature: alg.clone(),
+            issuer: self.issuing.name.clone(),
+            validity: x509_cert::time::Validity::from_now(std::time::Duration::from_secs(
+                u64::from(self.validity_days) * 86_400,
+            ))?,
+            subject: subject.clone(),
+            subject_public_key_info: AnyRef::from_der(&req.public_key)?,
+            extensions: Some(extensions),
         }
-        b.sign(&self.key, self.digest()?)?;
-        Ok(b.build())
-    }
-
-    fn ders(certs: &[X509]) -> Vec<Vec<u8>> {
-        certs.iter().filter_map(|c| c.to_der().ok()).collect()
+        .to_der()?;
+        let signature = self.issuing.key.sign(&tbs)?;
+        let der = SignedCertificateOut {
+            tbs_certificate: AnyRef::from_der(&tbs)?,
+            signature_algorithm: alg,
+            signature: BitString::from_bytes(&signature)?,
+        }
+        .to_der()?;
+        Ok((der, serial))
     }
 }
 
-/// 16 random octets as a positive serial number.
-fn random_serial() -> Result<Asn1Integer> {
+/// 16 random octets, the first non-zero and below 0x80: a positive, minimally encoded
+/// serial number's content octets.
+fn random_serial() -> Result<Vec<u8>> {
     let mut b = crate::message::random_bytes(16)?;
     b[0] = (b[0] & 0x7f) | 0x01;
-    Ok(BigNum::from_slice(&b)?.to_asn1_integer()?)
+    Ok(b)
+}
+
+/// A key identifier: the SHA-1 hash of the subjectPublicKey bits (RFC 5280 §4.2.1.2, method 1).
+fn key_id(subject_public_key: &[u8]) -> Vec<u8> {
+    let mut h = openssl::sha::Sha1::new();
+    h.update(subject_public_key);
+    h.finish().to_vec()
 }
 
 impl CaHandler for DemoCa {
@@ -320,36 +421,32 @@ impl CaHandler for DemoCa {
                 ))
             }
         };
-        let (Ok(der), Ok(serial)) = (cert.to_der(), cert.serial_number().to_bn()) else {
-            return Decision::Reject(Rejection::new(fi::SYSTEM_FAILURE, "encoding failed"));
-        };
+        let (der, serial) = cert;
         self.lock().issued.push(IssuedCert {
-            serial: serial.to_vec(),
+            serial,
             der: der.clone(),
             transaction_id: req.transaction_id.clone(),
             confirmed: false,
         });
         let ca_pubs = if req.kind == super::RequestKind::Ir {
-            Self::ders(std::slice::from_ref(
-                self.chain().last().unwrap_or(&self.cert),
-            ))
+            self.issuing.chain_der.last().cloned().into_iter().collect()
         } else {
             Vec::new()
         };
         Decision::Issue(Issued {
             cert: der,
             ca_pubs,
-            chain: Self::ders(&self.chain()),
+            chain: self.issuing.chain_der.clone(),
         })
     }
 
     fn cert_confirm(&self, _transaction_id: &[u8], cert_der: &[u8], accepted: bool) {
         let mut g = self.lock();
         if accepted {
-            g.issued
-                .iter_mut()
-                .filter(|c| c.der == cert_der)
-                .for_each(|c| c.confirmed = true);
+            // Newest first: the certificate being confirmed was issued last, most likely.
+            if let Some(c) = g.issued.iter_mut().rev().find(|c| c.der == cert_der) {
+                c.confirmed = true;
+            }
         } else {
             // Not confirmed: the demo CA forgets it (a production CA would revoke it).
             g.issued.retain(|c| c.der != cert_der);
@@ -398,11 +495,7 @@ impl CaHandler for DemoCa {
         let mut out = Vec::new();
         for itav in itavs {
             let value = if itav.oid == IT_CA_CERTS {
-                let certs: Vec<x509_cert::Certificate> = Self::ders(&self.chain())
-                    .iter()
-                    .filter_map(|d| x509_cert::Certificate::from_der(d).ok())
-                    .collect();
-                certs.to_der().ok().and_then(|d| Any::from_der(&d).ok())
+                Some(self.issuing.ca_certs.clone())
             } else if itav.oid == IT_SIGN_KEY_PAIR_TYPES {
                 let algs: Vec<_> = [
                     SigAlg::EcdsaSha256,
@@ -452,5 +545,125 @@ impl CaHandler for DemoCa {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyType, TrustStore};
+    use crate::server::RequestKind;
+    use openssl::x509::X509VerifyResult;
+
+    fn request(key: &SoftwareKey) -> CertRequestInfo {
+        let san = x509_cert::ext::pkix::SubjectAltName(vec![
+            x509_cert::ext::pkix::name::GeneralName::DnsName(
+                der::asn1::Ia5String::new("ee.example").unwrap(),
+            ),
+        ]);
+        CertRequestInfo {
+            kind: RequestKind::Cr,
+            transaction_id: vec![1; 16],
+            cert_req_id: 0,
+            subject: Some(crate::message::parse_name("CN=ee,O=cmpkit").unwrap()),
+            public_key: key.public_key_der().to_vec(),
+            extensions: vec![
+                x509_cert::ext::Extension {
+                    extn_id: const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME,
+                    critical: false,
+                    extn_value: der::asn1::OctetString::new(san.to_der().unwrap()).unwrap(),
+                },
+                // Not copied: the CA decides on basicConstraints itself.
+                x509_cert::ext::Extension {
+                    extn_id: const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
+                    critical: true,
+                    extn_value: der::asn1::OctetString::new(vec![0x30, 0x03, 0x01, 0x01, 0xff])
+                        .unwrap(),
+                },
+            ],
+            template: None,
+            csr: None,
+            requester: Requester::Mac {
+                sender_kid: b"kid".to_vec(),
+            },
+            implicit_confirm_requested: false,
+            polls: 0,
+        }
+    }
+
+    #[test]
+    fn issued_certificate_is_a_valid_v3_end_entity_certificate_for_the_requested_key() {
+        let ca = DemoCa::generate().unwrap();
+        let key = SoftwareKey::generate(KeyType::EcP256).unwrap();
+        let req = request(&key);
+        let (der, serial) = ca.issue(&req).unwrap();
+        let cert = X509::from_der(&der).unwrap();
+
+        // OpenSSL parses it, its signature verifies with the CA key and the path validates.
+        assert!(cert.verify(&ca.cert().public_key().unwrap()).unwrap());
+        assert_eq!(ca.cert().issued(&cert), X509VerifyResult::OK);
+        TrustStore::new(&[ca.cert().clone()])
+            .unwrap()
+            .verify(&cert, &[])
+            .unwrap();
+        assert_eq!(cert.version(), 2);
+        assert_eq!(cert.serial_number().to_bn().unwrap().to_vec(), serial);
+        assert_eq!(serial.len(), 16);
+        assert_eq!(
+            cert.public_key().unwrap().public_key_to_der().unwrap(),
+            key.public_key_der()
+        );
+
+        // SKI is the SHA-1 of the key bits, AKI the CA's SKI; basicConstraints is the CA's
+        // (critical, not a CA), the requested SAN is copied.
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(key.public_key_der()).unwrap();
+        let mut sha1 = openssl::sha::Sha1::new();
+        sha1.update(spki.subject_public_key.raw_bytes());
+        assert_eq!(cert.subject_key_id().unwrap().as_slice(), sha1.finish());
+        assert_eq!(
+            cert.authority_key_id().unwrap().as_slice(),
+            ca.cert().subject_key_id().unwrap().as_slice()
+        );
+        let parsed = x509_cert::Certificate::from_der(&der).unwrap();
+        assert_eq!(
+            Some(parsed.tbs_certificate().subject()),
+            req.subject.as_ref()
+        );
+        assert_eq!(
+            cert.issuer_name().to_der().unwrap(),
+            ca.cert().subject_name().to_der().unwrap()
+        );
+        let exts = parsed.tbs_certificate().extensions().unwrap();
+        let bc: Vec<_> = exts
+            .iter()
+            .filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS)
+            .collect();
+        assert_eq!(bc.len(), 1);
+        assert!(bc[0].critical);
+        assert_eq!(bc[0].extn_value.as_bytes(), [0x30, 0x00]);
+        let sans = cert.subject_alt_names().unwrap();
+        assert_eq!(sans.len(), 1);
+        assert_eq!(sans.get(0).unwrap().dnsname(), Some("ee.example"));
+
+        // Valid from now for the configured 365 days.
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        let diff = now.diff(cert.not_after()).unwrap();
+        assert_eq!(diff.days, 365);
+        assert!(now.diff(cert.not_before()).unwrap().days == 0);
+    }
+
+    #[test]
+    fn a_request_without_subject_is_rejected_with_bad_cert_template() {
+        let ca = DemoCa::generate().unwrap();
+        let key = SoftwareKey::generate(KeyType::EcP256).unwrap();
+        let mut req = request(&key);
+        req.subject = None;
+        match ca.certificate_request(&req) {
+            Decision::Reject(r) => {
+                assert_eq!(r.fail_info, 1 << fi::BAD_CERT_TEMPLATE);
+                assert!(r.text.contains("no subject"), "{}", r.text);
+            }
+            _ => panic!("expected a rejection"),
+        }
     }
 }

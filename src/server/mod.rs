@@ -615,26 +615,24 @@ impl Server {
                         "signer check: no protection certificate in extraCerts",
                     ));
                 };
-                let parse = |c: &Certificate| -> Checked<X509> {
-                    let der = c.to_der().map_err(|e| internal("extraCerts", e))?;
-                    X509::from_der(&der)
-                        .map_err(|e| Failure::new(fi::BAD_DATA_FORMAT, format!("extraCerts: {e}")))
-                };
-                let cert = parse(first)?;
-                let mut untrusted = self.config.untrusted.clone();
-                for c in &certs[1..] {
-                    untrusted.push(parse(c)?);
-                }
-                trust.verify(&cert, &untrusted).map_err(|e| {
-                    Failure::new(
-                        fi::SIGNER_NOT_TRUSTED,
-                        format!("signer check: {}", e.detail),
-                    )
-                })?;
-                let key = cert.public_key().map_err(|e| {
-                    Failure::new(fi::SIGNER_NOT_TRUSTED, format!("signer key: {e}"))
-                })?;
-                protection::verify_signature(msg, &key).map_err(|e| {
+                let first_der = first.to_der().map_err(|e| internal("extraCerts", e))?;
+                let signer = trust
+                    .validate_der(&first_der, || {
+                        let mut untrusted = self.config.untrusted.clone();
+                        for c in &certs[1..] {
+                            untrusted.push(crate::crypto::cert::parse_der(&c.to_der()?)?);
+                        }
+                        Ok(untrusted)
+                    })
+                    .map_err(|e| {
+                        let bit = if e.code == ErrorCode::BadCertificate {
+                            fi::BAD_DATA_FORMAT
+                        } else {
+                            fi::SIGNER_NOT_TRUSTED
+                        };
+                        Failure::new(bit, format!("signer check: {}", e.detail))
+                    })?;
+                protection::verify_signature(msg, &signer.public_key).map_err(|e| {
                     let bit = if e.code == ErrorCode::UnsupportedAlgorithm {
                         fi::BAD_ALG
                     } else {
@@ -643,16 +641,14 @@ impl Server {
                     Failure::new(bit, format!("signature protection check: {}", e.detail))
                 })?;
                 if let GeneralName::DirectoryName(sender) = &msg.header.sender {
-                    let same =
-                        sender.to_der().ok() == first.tbs_certificate().subject().to_der().ok();
-                    if !same {
+                    if sender.to_der().ok().as_deref() != Some(signer.subject_der.as_slice()) {
                         return Err(Failure::new(
                             fi::BAD_MESSAGE_CHECK,
                             "sender check: the sender is not the subject of the protection certificate",
                         ));
                     }
                 }
-                let cert_der = first.to_der().map_err(|e| internal("extraCerts", e))?;
+                let cert_der = first_der;
                 Ok(Authenticated {
                     auth: Auth::Signature,
                     requester: Requester::Signature { cert_der },
