@@ -55,8 +55,11 @@ const VALIDATION_CACHE_CAPACITY: usize = 4096;
 pub struct TrustStore {
     store: X509Store,
     count: usize,
-    validated: Mutex<HashMap<[u8; 32], (Instant, Arc<ValidatedCert>)>>,
+    validated: Mutex<HashMap<[u8; 32], CacheEntry>>,
 }
+
+/// A remembered validation: until when, and the result.
+type CacheEntry = (Instant, Arc<ValidatedCert>);
 
 /// A certificate that validated against a [`TrustStore`], parsed once.
 #[derive(Debug)]
