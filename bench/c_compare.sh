@@ -28,7 +28,7 @@ if [ "$OPENSSL_DIR" = system ]; then
     SSL_CFLAGS=$(pkg-config --cflags libcrypto 2>/dev/null || true)
     SSL_LIBS=$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
     RUN_PATH=
-    BUILD_ENV=
+    BUILD_ENV="-u OPENSSL_DIR" # openssl-sys finds the system's OpenSSL by itself
 else
     SSL_CFLAGS="-I$OPENSSL_DIR/include"
     SSL_LIBS="-L$OPENSSL_DIR/lib -Wl,-rpath,$OPENSSL_DIR/lib -lcrypto"
