@@ -548,6 +548,11 @@ cmpkit_result cmpkit_ctx_set_secret(struct cmpkit_ctx *ctx,
 // default).
 cmpkit_result cmpkit_ctx_set_mac_alg(struct cmpkit_ctx *ctx, uint32_t alg);
 
+// The iteration count of the MAC protection of requests (≥ 1): PBM's iterationCount or
+// PBMAC1's PBKDF2 iteration count. Default 10000; `openssl cmp` uses 500 for PBM. Fewer
+// iterations make a guessable secret cheaper to brute-force from a recorded message.
+cmpkit_result cmpkit_ctx_set_mac_iterations(struct cmpkit_ctx *ctx, uint32_t iterations);
+
 // Protect requests by signature with `key` and its certificate `cert` (PEM or DER; further
 // PEM certificates after the first are sent as its chain in extraCerts). Replaces a secret.
 // The context keeps its own reference to the key.

@@ -1010,3 +1010,101 @@ fn log_callback_gets_each_message_up_to_its_level() {
     assert!(lines[0].starts_with("2 genm: received genp ("), "{lines:?}");
     assert_eq!(lines[1], "2 genm: finished: done");
 }
+
+/// Keeps the request the library sent, then fails the transfer.
+unsafe extern "C" fn capturing_transfer(
+    seen: *mut c_void,
+    req: *const u8,
+    len: usize,
+    _: *mut cmpkit_buffer,
+) -> i32 {
+    // SAFETY: the test passes a pointer to a live Vec; `req` is valid for `len` bytes.
+    unsafe { *(seen as *mut Vec<u8>) = std::slice::from_raw_parts(req, len).to_vec() };
+    1
+}
+
+/// The iteration count of the PBM or PBMAC1 protection of a request (DER).
+fn mac_iterations(request: &[u8]) -> u64 {
+    use cmpkit::asn1::{oid, Pbkdf2Params, PbmParameter, Pbmac1Params, PkiMessage};
+    use der::{Decode, Encode};
+    let msg = PkiMessage::from_der(request).unwrap();
+    let alg = msg.header.protection_alg.unwrap();
+    let params = alg.parameters.unwrap().to_der().unwrap();
+    let count = if alg.oid == oid::PASSWORD_BASED_MAC {
+        PbmParameter::from_der(&params).unwrap().iteration_count
+    } else {
+        assert_eq!(alg.oid, oid::PBMAC1);
+        let kdf = Pbmac1Params::from_der(&params).unwrap().key_derivation_func;
+        Pbkdf2Params::from_der(&kdf.parameters.unwrap().to_der().unwrap())
+            .unwrap()
+            .iteration_count
+    };
+    count
+        .as_bytes()
+        .iter()
+        .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+}
+
+/// Runs `req` on `ctx` (whose transfer is `capturing_transfer` writing to `seen`) and
+/// returns the iteration count of the request that was sent.
+///
+/// # Safety
+/// Live handles; `seen` is the userdata of the context's transfer.
+unsafe fn sent_iterations(
+    ctx: *mut cmpkit_ctx,
+    req: *const cmpkit_request,
+    seen: *mut Vec<u8>,
+) -> u64 {
+    // SAFETY: per the function's contract.
+    unsafe {
+        assert_eq!(
+            cmpkit_execute(ctx, req, null_mut()),
+            ErrorCode::TransferFailed
+        );
+        mac_iterations(&*seen)
+    }
+}
+
+#[test]
+fn mac_iterations_set_the_pbm_and_pbmac1_iteration_count() {
+    // SAFETY: valid handles; `seen` outlives the context's use of it.
+    unsafe {
+        let (mut ctx, mut key, mut req) = (null_mut(), null_mut(), null_mut());
+        assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_ctx_set_mac_iterations(null_mut(), 500),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_ctx_set_mac_iterations(ctx, 0),
+            ErrorCode::InvalidArgument
+        );
+        assert!(last_error().contains("at least 1"), "{}", last_error());
+        assert_eq!(
+            cmpkit_ctx_set_secret(ctx, b"s".as_ptr(), 1, b"r".as_ptr(), 1),
+            ErrorCode::Ok
+        );
+        let seen: *mut Vec<u8> = Box::into_raw(Box::default());
+        assert_eq!(
+            cmpkit_ctx_set_transfer(ctx, Some(capturing_transfer), seen.cast()),
+            ErrorCode::Ok
+        );
+        assert_eq!(
+            cmpkit_key_generate(KeyKind::EcP256 as u32, 0, &mut key),
+            ErrorCode::Ok
+        );
+        assert_eq!(cmpkit_request_new_ir(key, &mut req), ErrorCode::Ok);
+        assert_eq!(sent_iterations(ctx, req, seen), 10_000, "the default");
+        assert_eq!(cmpkit_ctx_set_mac_iterations(ctx, 500), ErrorCode::Ok);
+        assert_eq!(sent_iterations(ctx, req, seen), 500);
+        assert_eq!(
+            cmpkit_ctx_set_mac_alg(ctx, MacAlg::Pbmac1 as u32),
+            ErrorCode::Ok
+        );
+        assert_eq!(sent_iterations(ctx, req, seen), 500, "PBMAC1 too");
+        cmpkit_request_free(req);
+        cmpkit_key_free(key);
+        cmpkit_ctx_free(ctx);
+        drop(Box::from_raw(seen));
+    }
+}

@@ -85,6 +85,8 @@ pub enum MacAlg {
 pub struct cmpkit_ctx {
     secret: Option<(Vec<u8>, Vec<u8>)>,
     mac_alg: MacAlg,
+    /// Iteration count of PBM / PBMAC1 protection; `None`: the algorithm's default.
+    mac_iterations: Option<u32>,
     signer: Option<(Arc<dyn Signer>, X509, Vec<X509>)>,
     anchors: Vec<X509>,
     untrusted: Vec<X509>,
@@ -129,8 +131,16 @@ impl cmpkit_ctx {
             )),
             (None, Some((secret, reference))) => {
                 let params = match self.mac_alg {
-                    MacAlg::Pbm => MacParams::Pbm(PbmConfig::default()),
-                    MacAlg::Pbmac1 => MacParams::Pbmac1(Pbmac1Config::default()),
+                    MacAlg::Pbm => {
+                        let mut p = PbmConfig::default();
+                        p.iterations = self.mac_iterations.unwrap_or(p.iterations);
+                        MacParams::Pbm(p)
+                    }
+                    MacAlg::Pbmac1 => {
+                        let mut p = Pbmac1Config::default();
+                        p.iterations = self.mac_iterations.unwrap_or(p.iterations);
+                        MacParams::Pbmac1(p)
+                    }
                 };
                 Some(Credentials::mac(secret, reference, params))
             }
@@ -224,6 +234,7 @@ pub unsafe extern "C" fn cmpkit_ctx_new(out: *mut *mut cmpkit_ctx) -> ErrorCode 
         let ctx = cmpkit_ctx {
             secret: None,
             mac_alg: MacAlg::Pbm,
+            mac_iterations: None,
             signer: None,
             anchors: Vec::new(),
             untrusted: Vec::new(),
@@ -361,6 +372,27 @@ pub unsafe extern "C" fn cmpkit_ctx_set_mac_alg(ctx: *mut cmpkit_ctx, alg: u32) 
                 ))
             }
         };
+        c.changed();
+        Ok(())
+    })
+}
+
+/// The iteration count of the MAC protection of requests (≥ 1): PBM's iterationCount or
+/// PBMAC1's PBKDF2 iteration count. Default 10000; `openssl cmp` uses 500 for PBM. Fewer
+/// iterations make a guessable secret cheaper to brute-force from a recorded message.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_ctx_set_mac_iterations(
+    ctx: *mut cmpkit_ctx,
+    iterations: u32,
+) -> ErrorCode {
+    guard_on(ctx, |c| {
+        if iterations == 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "the MAC iteration count must be at least 1",
+            ));
+        }
+        c.mac_iterations = Some(iterations);
         c.changed();
         Ok(())
     })
