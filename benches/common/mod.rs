@@ -23,7 +23,6 @@ use cmpkit::server::{
 };
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::md::Md;
 use openssl::md_ctx::MdCtx;
@@ -83,8 +82,7 @@ pub const SECRET: &[u8] = b"bench-secret-0123456789";
 pub const REF: &[u8] = b"bench-ref";
 
 fn p256() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+    PKey::ec_gen("P-256").unwrap()
 }
 
 fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool) -> X509 {

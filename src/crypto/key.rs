@@ -211,16 +211,12 @@ impl SoftwareKey {
 
     /// Generate a new key pair.
     pub fn generate(kind: KeyType) -> Result<Self> {
-        use openssl::ec::{EcGroup, EcKey};
-        use openssl::nid::Nid;
-        let ec = |nid: Nid| -> Result<PKey<Private>> {
-            let group = EcGroup::from_curve_name(nid)?;
-            Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
-        };
+        // EVP_EC_gen makes a provider-native key; a legacy EC_KEY wrapped in an EVP_PKEY
+        // would be exported to the provider again on its first use (~150k instructions).
         let pkey = match kind {
-            KeyType::EcP256 => ec(Nid::X9_62_PRIME256V1)?,
-            KeyType::EcP384 => ec(Nid::SECP384R1)?,
-            KeyType::EcP521 => ec(Nid::SECP521R1)?,
+            KeyType::EcP256 => PKey::ec_gen("P-256")?,
+            KeyType::EcP384 => PKey::ec_gen("P-384")?,
+            KeyType::EcP521 => PKey::ec_gen("P-521")?,
             KeyType::Rsa(bits) => {
                 if !(2048..=8192).contains(&bits) {
                     return Err(Error::new(
