@@ -63,6 +63,13 @@ static void on_cert_confirm(void *userdata, const uint8_t *tid, size_t tid_len,
             accepted ? "confirmed" : "not confirmed");
 }
 
+/* The library's log: each answered request, each rejection and each refused request with the
+ * check that failed. Called from the server's worker threads. */
+static void on_log(void *userdata, uint32_t level, const char *line) {
+    (void)userdata;
+    fprintf(stderr, "cmpkit[%s]: %s\n", level == CMPKIT_LOG_LEVEL_ERROR ? "error" : "info", line);
+}
+
 static int fail(const char *what, cmpkit_result rc) {
     call_failed(rc, "ca_server: %s", what);
     return 1;
@@ -88,6 +95,8 @@ int main(int argc, char **argv) {
     if (rc != CMPKIT_RESULT_OK) return fail("config", rc);
     rc = cmpkit_server_config_add_secret(cfg, (const uint8_t *)ref, strlen(ref),
                                          (const uint8_t *)secret, strlen(secret));
+    if (rc == CMPKIT_RESULT_OK)
+        rc = cmpkit_server_config_set_log(cfg, CMPKIT_LOG_LEVEL_INFO, on_log, NULL);
     if (rc == CMPKIT_RESULT_OK) rc = cmpkit_server_new(cfg, &handler, &srv);
     cmpkit_server_config_free(cfg);
     if (rc != CMPKIT_RESULT_OK) return fail("server", rc);

@@ -372,7 +372,8 @@ typedef int32_t (*cmpkit_decrypt_fn)(void *userdata,
 typedef void (*cmpkit_free_fn)(void *userdata);
 
 // Receives one log line: `level` is a `cmpkit_log_level`, `line` a NUL-terminated UTF-8
-// string valid during the call only. Called on the thread running the transaction.
+// string valid during the call only. A context's callback is called on the thread running
+// its transaction; a server's from any thread processing a request, possibly concurrently.
 typedef void (*cmpkit_log_fn)(void *userdata, uint32_t level, const char *line);
 
 // Signs `tbs` with the caller's private key (HSM, TPM, secure element).
@@ -1022,6 +1023,16 @@ cmpkit_result cmpkit_server_config_set_implicit_confirm(struct cmpkit_server_con
 // The checkAfter (seconds) sent when the CA handler answers "waiting" (default 1).
 cmpkit_result cmpkit_server_config_set_check_after(struct cmpkit_server_config *cfg,
                                                    uint32_t seconds);
+
+// Log the server's requests to `log` (NULL: no logging): lines up to `max_level` (a
+// `cmpkit_log_level`: 1 each refused request — the check that failed and the failInfo sent —,
+// 2 also each answered request and each rejection by the CA, 3 also each request received).
+// The server calls `log` from whichever thread processes a request, possibly from several at
+// once; `userdata` stays owned by the caller and must outlive the servers made from `cfg`.
+cmpkit_result cmpkit_server_config_set_log(struct cmpkit_server_config *cfg,
+                                           uint32_t max_level,
+                                           cmpkit_log_fn log,
+                                           void *userdata);
 
 // Run the whole transaction for `req` (any operation) over the context's transfer,
 // blocking. While polling it sleeps as long as the server asks (`checkAfter`), up to the

@@ -576,6 +576,14 @@ fn ca_server_c_example_issues_by_c_policy_and_rejects_other_names() {
         rest.contains("served 3 requests: 1 issued, 1 rejected by policy; the CA holds 1"),
         "{rest}"
     );
+    // The library's log, through cmpkit_server_config_set_log.
+    for line in [
+        "cmpkit[info]: answered ir from senderKID \"c-server-ref\"",
+        "cmpkit[info]: answered certConf from senderKID \"c-server-ref\"",
+        "cmpkit[info]: the CA rejected ir",
+    ] {
+        assert!(log.contains(line), "{line:?} not in:\n{log}");
+    }
     assert!(
         log.contains("policy: issue CN=device-1.example for mac:c-server-ref"),
         "{log}"

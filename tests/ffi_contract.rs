@@ -1011,6 +1011,50 @@ fn log_callback_gets_each_message_up_to_its_level() {
     assert_eq!(lines[1], "2 genm: finished: done");
 }
 
+#[test]
+fn server_log_setter_checks_its_arguments_and_logs_a_refused_request() {
+    use cmpkit::ffi::server::*;
+    use cmpkit::ffi::server_config::*;
+    use std::sync::Mutex;
+    let lines = Mutex::new(Vec::<String>::new());
+    let ud = &lines as *const Mutex<Vec<String>> as *mut c_void;
+    // SAFETY: valid handles and callbacks; `lines` outlives the server.
+    unsafe {
+        assert_eq!(
+            cmpkit_server_config_set_log(null_mut(), 1, Some(collect_log), ud),
+            ErrorCode::NullArgument
+        );
+        let mut cfg = null_mut();
+        assert_eq!(cmpkit_server_config_new(&mut cfg), ErrorCode::Ok);
+        assert_eq!(
+            cmpkit_server_config_set_log(cfg, 0, Some(collect_log), ud),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            cmpkit_server_config_set_log(cfg, 1, Some(collect_log), ud),
+            ErrorCode::Ok
+        );
+        let mut srv = null_mut();
+        assert_eq!(cmpkit_server_new(cfg, null(), &mut srv), ErrorCode::Ok);
+        cmpkit_server_config_free(cfg);
+        let mut rsp = null_mut();
+        let garbage = [0x30u8, 0x03, 0x02, 0x01, 0x02];
+        assert_eq!(
+            cmpkit_server_process(srv, garbage.as_ptr(), garbage.len(), &mut rsp),
+            ErrorCode::Ok
+        );
+        cmpkit_bytes_free(rsp);
+        cmpkit_server_free(srv);
+    }
+    let lines = lines.into_inner().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("1 refused a request: size and DER check: "),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("[failInfo badDataFormat]"), "{lines:?}");
+}
+
 /// Keeps the request the library sent, then fails the transfer.
 unsafe extern "C" fn capturing_transfer(
     seen: *mut c_void,

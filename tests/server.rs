@@ -910,3 +910,60 @@ fn p10cr_gets_cp_with_cert_req_id_minus_one_and_a_tampered_csr_is_bad_pop() {
     expect_error(&e.server.process(&req), fi::BAD_POP);
     assert_no_trace(&e);
 }
+
+#[test]
+fn the_log_names_each_refused_request_with_its_failed_check_and_each_answered_one() {
+    use cmpkit::log::{LogLevel, Logger};
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<(LogLevel, String)>::new()));
+    let sink = lines.clone();
+    let e = env_with(
+        |_, _| None,
+        |c| {
+            c.log = Some(Logger::new(LogLevel::Debug, move |l, s| {
+                sink.lock().unwrap().push((l, s.to_owned()))
+            }))
+        },
+    );
+    // Refused; the error is signed (the request is not authenticated), and this client has no
+    // trust anchors to check it: what matters here is the server's log.
+    let (_, _, r) = enroll(&e, mac_client("not the secret", REF), "log test");
+    assert!(r.is_err());
+    let (_, _, r) = enroll(&e, mac_client(SECRET, REF), "log test");
+    r.unwrap();
+
+    let lines = lines.lock().unwrap();
+    let at = |level: LogLevel| -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    let refused = at(LogLevel::Error);
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    assert!(
+        refused[0].starts_with("refused ir (transactionID "),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[0].contains("MAC protection check"),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[0].ends_with("[failInfo badMessageCheck]"),
+        "{}",
+        refused[0]
+    );
+    let answered = at(LogLevel::Info);
+    assert_eq!(answered.len(), 2, "{lines:?}");
+    assert!(answered[0].starts_with("answered ir from senderKID \"ref-4711\" (transactionID "));
+    assert!(answered[1].starts_with("answered certConf from senderKID \"ref-4711\""));
+    let received = at(LogLevel::Debug);
+    assert_eq!(received.len(), 3, "{lines:?}");
+    assert!(
+        received.iter().all(|s| s.starts_with("received ")),
+        "{received:?}"
+    );
+}

@@ -1172,8 +1172,8 @@ impl Transaction {
                     ErrorCode::TransactionIdMismatch,
                     format!(
                         "response transactionID {} is not ours ({})",
-                        hex(t),
-                        hex(&self.transaction_id)
+                        message::hex(t),
+                        message::hex(&self.transaction_id)
                     ),
                 ))
             }
@@ -1190,8 +1190,8 @@ impl Transaction {
                 ErrorCode::RecipNonceMismatch,
                 format!(
                     "response recipNonce {} does not match our senderNonce {}",
-                    hex(n),
-                    hex(&self.sender_nonce)
+                    message::hex(n),
+                    message::hex(&self.sender_nonce)
                 ),
             )),
             None => Err(Error::new(
@@ -1476,8 +1476,4 @@ fn details_suffix(details: &[String]) -> String {
     } else {
         format!(" [{}]", details.join("; "))
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -1,6 +1,7 @@
 //! `cmpkit_ctx`: a client context — server, credentials, trust, options, transport.
 
 use super::key::cmpkit_key;
+use super::log::{c_logger, cmpkit_log_fn};
 use super::util::{c_string, free_handle, guard_on, try_bytes, try_mut, try_str, write_handle};
 use crate::client::{ClientConfig, Credentials, Transfer};
 use crate::crypto::cert::parse_pem_or_der;
@@ -733,31 +734,6 @@ pub unsafe extern "C" fn cmpkit_ctx_set_decrypt_callback(
     })
 }
 
-/// Receives one log line: `level` is a `cmpkit_log_level`, `line` a NUL-terminated UTF-8
-/// string valid during the call only. Called on the thread running the transaction.
-pub type cmpkit_log_fn =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, level: u32, line: *const c_char)>;
-
-/// The caller's log callback and its userdata.
-struct LogSink {
-    f: unsafe extern "C" fn(*mut c_void, u32, *const c_char),
-    userdata: *mut c_void,
-}
-
-// SAFETY: the header states that the callback runs on the thread driving a transaction of the
-// context; the library never calls it from elsewhere.
-unsafe impl Send for LogSink {}
-// SAFETY: see `Send` above.
-unsafe impl Sync for LogSink {}
-
-impl LogSink {
-    fn emit(&self, level: crate::log::LogLevel, line: &str) {
-        let line = c_string(line);
-        // SAFETY: the caller's callback with its own userdata; `line` lives across the call.
-        unsafe { (self.f)(self.userdata, level as u32, line.as_ptr()) };
-    }
-}
-
 /// Log the context's transactions to `log` (NULL: no logging): lines up to `max_level`
 /// (a `cmpkit_log_level`: 1 errors — which check failed and what the peer said —, 2 also each
 /// message received and the outcome, 3 also each message sent). `userdata` stays owned by the
@@ -770,22 +746,8 @@ pub unsafe extern "C" fn cmpkit_ctx_set_log(
     userdata: *mut c_void,
 ) -> ErrorCode {
     guard_on(ctx, |c| {
-        use crate::log::{LogLevel, Logger};
-        let max_level = match max_level {
-            1 => LogLevel::Error,
-            2 => LogLevel::Info,
-            3 => LogLevel::Debug,
-            l => {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgument,
-                    format!("unknown log level {l}"),
-                ))
-            }
-        };
-        c.log = log.map(|f| {
-            let sink = LogSink { f, userdata };
-            Logger::new(max_level, move |level, line| sink.emit(level, line))
-        });
+        // SAFETY: the caller's callback and userdata, valid as the header requires.
+        c.log = unsafe { c_logger(max_level, log, userdata) }?;
         c.changed();
         Ok(())
     })

@@ -19,6 +19,7 @@ mod util;
 pub mod ca_handler;
 pub mod ctx;
 pub mod key;
+pub mod log;
 pub mod request;
 pub mod response;
 pub mod server;

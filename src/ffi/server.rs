@@ -76,6 +76,7 @@ pub unsafe extern "C" fn cmpkit_server_new(
             untrusted: c.untrusted.clone(),
             grant_implicit_confirm: c.grant_implicit_confirm,
             check_after: c.check_after,
+            log: c.log.clone(),
             ..ServerConfig::default()
         };
         let h: Arc<dyn CaHandler> = match table {

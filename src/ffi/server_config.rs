@@ -21,6 +21,7 @@ pub struct cmpkit_server_config {
     pub(crate) ca: Option<Arc<DemoCa>>,
     pub(crate) grant_implicit_confirm: bool,
     pub(crate) check_after: u64,
+    pub(crate) log: Option<crate::log::Logger>,
 }
 
 /// Run `f` on a live config.
@@ -51,6 +52,7 @@ pub unsafe extern "C" fn cmpkit_server_config_new(
             ca: None,
             grant_implicit_confirm: false,
             check_after: 1,
+            log: None,
         };
         // SAFETY: NULL or writable per the contract.
         unsafe { write_out(out, into_handle(cfg), "out") }
@@ -201,6 +203,25 @@ pub unsafe extern "C" fn cmpkit_server_config_set_check_after(
 ) -> ErrorCode {
     on(cfg, |c| {
         c.check_after = u64::from(seconds);
+        Ok(())
+    })
+}
+
+/// Log the server's requests to `log` (NULL: no logging): lines up to `max_level` (a
+/// `cmpkit_log_level`: 1 each refused request — the check that failed and the failInfo sent —,
+/// 2 also each answered request and each rejection by the CA, 3 also each request received).
+/// The server calls `log` from whichever thread processes a request, possibly from several at
+/// once; `userdata` stays owned by the caller and must outlive the servers made from `cfg`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_server_config_set_log(
+    cfg: *mut cmpkit_server_config,
+    max_level: u32,
+    log: super::log::cmpkit_log_fn,
+    userdata: *mut std::ffi::c_void,
+) -> ErrorCode {
+    on(cfg, |c| {
+        // SAFETY: the caller's callback and userdata, usable from any thread as documented.
+        c.log = unsafe { super::log::c_logger(max_level, log, userdata) }?;
         Ok(())
     })
 }

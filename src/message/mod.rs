@@ -34,6 +34,11 @@ pub fn decode(bytes: &[u8], max_size: usize) -> Result<PkiMessage> {
     })
 }
 
+/// Octets as lowercase hexadecimal (for messages and logs).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Parse a distinguished name written the OpenSSL way (`/CN=Device 1/O=Example`) or as an
 /// RFC 4514 string (`CN=Device 1,O=Example`).
 pub fn parse_name(s: &str) -> Result<Name> {

@@ -81,6 +81,7 @@ use crate::asn1::{
 };
 use crate::crypto::{SigAlg, Signer, TrustStore};
 use crate::error::{Error, ErrorCode};
+use crate::log::LogLevel;
 use crate::message::{self, fail_info as fi, PkiStatus};
 use crate::protection::{
     self, HashAlg, MacLimits, MacParams, MacProtection, Protection, ProtectionKind,
@@ -230,6 +231,21 @@ pub struct CertRequestInfo {
     pub polls: u32,
 }
 
+impl std::fmt::Display for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requester::Mac { sender_kid } => match std::str::from_utf8(sender_kid) {
+                Ok(t) if t.chars().all(|c| !c.is_control()) => write!(f, "senderKID \"{t}\""),
+                _ => write!(f, "senderKID {}", message::hex(sender_kid)),
+            },
+            Requester::Signature { cert_der } => match Certificate::from_der(cert_der) {
+                Ok(c) => write!(f, "certificate \"{}\"", c.tbs_certificate().subject()),
+                Err(_) => f.write_str("an unreadable certificate"),
+            },
+        }
+    }
+}
+
 /// A refusal: PKIFailureInfo bits (mask, `1 << bit`) and a text for statusString.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
@@ -349,6 +365,11 @@ pub struct ServerConfig {
     pub max_clock_skew: Option<Duration>,
     /// How long an open transaction (and a finished one's transactionID) is remembered.
     pub transaction_timeout: Duration,
+    /// Where to log requests and their outcome (none by default): at `Error` each refused
+    /// request with the failed check and the failInfo sent, at `Info` also each answered
+    /// request and each rejection by the CA, at `Debug` also each request received. Called
+    /// from whichever thread runs [`Server::process`].
+    pub log: Option<crate::log::Logger>,
 }
 
 impl Default for ServerConfig {
@@ -367,6 +388,7 @@ impl Default for ServerConfig {
             check_after: 5,
             max_clock_skew: None,
             transaction_timeout: Duration::from_secs(600),
+            log: None,
         }
     }
 }
@@ -540,14 +562,38 @@ impl Server {
                 ),
             );
         }
+        self.log(LogLevel::Debug, || {
+            format!(
+                "received {} ({} bytes, transactionID {})",
+                msg.body.name(),
+                bytes.len(),
+                transaction_id_text(&msg)
+            )
+        });
         let authd = match self.authenticate(&msg) {
             Ok(a) => a,
             Err(f) => return self.error_response(Some(&msg), &Auth::None, f),
         };
         match next(&msg, bytes, &authd) {
-            Ok(rsp) => rsp,
+            Ok(rsp) => {
+                self.log(LogLevel::Info, || {
+                    format!(
+                        "answered {} from {} (transactionID {}): {} bytes",
+                        msg.body.name(),
+                        authd.requester,
+                        transaction_id_text(&msg),
+                        rsp.len()
+                    )
+                });
+                rsp
+            }
             Err(f) => self.error_response(Some(&msg), &authd.auth, f),
         }
+    }
+
+    /// Log through the configured logger (nothing is formatted without one).
+    fn log(&self, level: LogLevel, line: impl FnOnce() -> String) {
+        crate::log::log(&self.config.log, level, line);
     }
 
     fn authenticate(&self, msg: &PkiMessage) -> Checked<Authenticated> {
@@ -1084,6 +1130,20 @@ impl Server {
                 self.response(msg, auth, info.kind.response(rep), gi, nonce, chain)
             }
             Decision::Reject(r) => {
+                self.log(LogLevel::Info, || {
+                    let bits = message::PeerStatus {
+                        status: PkiStatus::Rejection as u8,
+                        fail_info: r.fail_info,
+                        texts: Vec::new(),
+                    };
+                    format!(
+                        "the CA rejected {} (transactionID {}): {} [failInfo {}]",
+                        msg.body.name(),
+                        message::hex(tid),
+                        r.text,
+                        bits.fail_info_names().join(",")
+                    )
+                });
                 self.forget(tid);
                 let rep = CertRepMessage {
                     ca_pubs: None,
@@ -1698,6 +1758,20 @@ impl Server {
 
     /// An error message answering `req` (or garbage), protected as `auth` allows.
     fn error_response(&self, req: Option<&PkiMessage>, auth: &Auth, f: Failure) -> Vec<u8> {
+        self.log(LogLevel::Error, || match req {
+            Some(m) => format!(
+                "refused {} (transactionID {}): {} [failInfo {}]",
+                m.body.name(),
+                transaction_id_text(m),
+                f.text,
+                fail_info_name(f.bit)
+            ),
+            None => format!(
+                "refused a request: {} [failInfo {}]",
+                f.text,
+                fail_info_name(f.bit)
+            ),
+        });
         let body = |f: &Failure| -> crate::Result<PkiBody> {
             Ok(PkiBody::Error(ErrorMsgContent {
                 pki_status_info: PkiStatusInfo {
@@ -1722,6 +1796,21 @@ impl Server {
             })
             .unwrap_or_else(|_| FALLBACK_ERROR.to_vec())
     }
+}
+
+/// The transactionID of `m` in hex, or "none".
+fn transaction_id_text(m: &PkiMessage) -> String {
+    message::octets(&m.header.transaction_id)
+        .map(message::hex)
+        .unwrap_or_else(|| "none".to_owned())
+}
+
+/// The name of failInfo bit `bit`.
+fn fail_info_name(bit: u32) -> &'static str {
+    message::FAIL_INFO_NAMES
+        .get(bit as usize)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// An INTEGER as i64, if it fits.

@@ -3,6 +3,7 @@
 use super::{local, read, secret, usage, Fail, Opts};
 use cmpkit::crypto::cert::parse_pem_or_der;
 use cmpkit::crypto::{SoftwareKey, TrustStore};
+use cmpkit::log::{LogLevel, Logger};
 use cmpkit::server::demo_ca::DemoCa;
 use cmpkit::server::{
     summarize, CaHandler, FileStore, MemoryStore, PollingCa, Server, ServerConfig, ServerSigner,
@@ -48,6 +49,7 @@ Server and CA:
   -poll N               answer each certificate request \"waiting\" N times first
   -check_after S        checkAfter of those answers in seconds (default 1)
   -quiet                no log lines
+  -verbose              also log each request received and answered (default: refusals only)
 
 Prints \"listening on http://HOST:PORT/pkix/\" and then one line per message to stderr.
 Stops on SIGINT/SIGTERM, after -max_requests or -max_seconds.
@@ -71,7 +73,7 @@ pub const VALUED: &[&str] = &[
     "poll",
     "check_after",
 ];
-pub const FLAGS: &[&str] = &["grant_implicit_confirm", "quiet", "help", "h"];
+pub const FLAGS: &[&str] = &["grant_implicit_confirm", "quiet", "verbose", "help", "h"];
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -164,6 +166,15 @@ pub fn run(args: &[String]) -> Result<(), Fail> {
         },
         grant_implicit_confirm: o.flag("grant_implicit_confirm"),
         check_after: num(&o, "check_after")?.unwrap_or(1),
+        // Refusals (the failed check, the failInfo sent) unless -quiet; everything with -verbose.
+        log: (!quiet).then(|| {
+            let level = if o.flag("verbose") {
+                LogLevel::Debug
+            } else {
+                LogLevel::Error
+            };
+            Logger::new(level, |level, line| eprintln!("[{}] {line}", level.name()))
+        }),
         ..ServerConfig::default()
     };
     let handler: Arc<dyn CaHandler> = if polls > 0 {
