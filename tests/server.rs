@@ -967,3 +967,104 @@ fn the_log_names_each_refused_request_with_its_failed_check_and_each_answered_on
         "{received:?}"
     );
 }
+
+/// Run `op` under `config` against the server; returns the transaction, the last response
+/// and the result.
+fn run_op(
+    e: &Env,
+    config: ClientConfig,
+    op: cmpkit::client::Operation,
+) -> (Transaction, Vec<u8>, Result<(), Error>) {
+    let mut tx = Transaction::start(Arc::new(config), op).unwrap();
+    let mut last = Vec::new();
+    let server = e.server.clone();
+    let r = execute(&mut tx, &mut |req: &[u8]| {
+        last = server.process(req);
+        Ok(last.clone())
+    });
+    (tx, last, r)
+}
+
+/// A certificate and its key, enrolled with the shared secret.
+fn issued(e: &Env, cn: &str) -> (X509, Arc<SoftwareKey>) {
+    let key = new_key();
+    let op = cmpkit::client::Operation::Ir(request(&key, cn));
+    let (tx, _, r) = run_op(e, mac_client(SECRET, REF), op);
+    r.unwrap();
+    let cert = X509::from_der(tx.response().certificate.as_ref().unwrap()).unwrap();
+    (cert, key)
+}
+
+fn kur(old_cert: X509, old_key: Option<Arc<SoftwareKey>>) -> cmpkit::client::Operation {
+    cmpkit::client::Operation::Kur {
+        request: EnrollRequest {
+            subject: None,
+            sans: Vec::new(),
+            key: new_key(),
+        },
+        old_cert,
+        old_key: old_key.map(|k| k as Arc<dyn cmpkit::crypto::Signer>),
+    }
+}
+
+#[test]
+fn kur_signed_with_the_old_certificate_gets_a_new_certificate_for_the_same_subject() {
+    let e = env();
+    let (old, old_key) = issued(&e, "Device K1");
+    let config = ClientConfig {
+        trust: Some(TrustStore::new(&[e.ca.cert().clone()]).unwrap()),
+        ..ClientConfig::default()
+    };
+    let (tx, _, r) = run_op(&e, config, kur(old.clone(), Some(old_key)));
+    r.unwrap();
+    let new = X509::from_der(tx.response().certificate.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        new.subject_name().to_der().unwrap(),
+        old.subject_name().to_der().unwrap()
+    );
+    assert_ne!(
+        new.serial_number().to_bn().unwrap(),
+        old.serial_number().to_bn().unwrap()
+    );
+}
+
+#[test]
+fn kur_whose_old_cert_id_names_another_certificate_than_its_signer_is_refused_with_bad_cert_id() {
+    let e = env();
+    let (signer, signer_key) = issued(&e, "Device K2");
+    let (other, _) = issued(&e, "Device K3");
+    // Signed with the credentials of `signer`, but oldCertID names `other`.
+    let config = ClientConfig {
+        credentials: Some(Credentials::signature(signer_key, signer, Vec::new())),
+        trust: Some(TrustStore::new(&[e.ca.cert().clone()]).unwrap()),
+        ..ClientConfig::default()
+    };
+    let (_, last, r) = run_op(&e, config, kur(other, None));
+    assert!(r.is_err());
+    let m = expect_error(&last, fi::BAD_CERT_ID);
+    let text = &error_status(&m).texts[0];
+    assert!(text.contains("oldCertID names serial"), "{text}");
+    assert_eq!(e.ca.issued().len(), 2, "nothing issued for the refused kur");
+}
+
+#[test]
+fn kur_of_a_revoked_certificate_is_rejected_by_the_demo_ca_with_cert_revoked() {
+    let e = env();
+    let (old, old_key) = issued(&e, "Device K4");
+    let rr = cmpkit::client::Operation::Rr {
+        cert: old.clone(),
+        reason: Some(1),
+        key: None,
+    };
+    let (_, _, r) = run_op(&e, mac_client(SECRET, REF), rr);
+    r.unwrap();
+    let config = ClientConfig {
+        trust: Some(TrustStore::new(&[e.ca.cert().clone()]).unwrap()),
+        ..ClientConfig::default()
+    };
+    let (tx, _, r) = run_op(&e, config, kur(old, Some(old_key)));
+    assert_eq!(r.unwrap_err().code, ErrorCode::Rejected);
+    let status = tx.response().status.clone().unwrap();
+    assert_eq!(status.fail_info, 1 << fi::CERT_REVOKED, "{status}");
+    assert!(status.texts[0].contains("is revoked"), "{status}");
+}

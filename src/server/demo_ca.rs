@@ -309,6 +309,26 @@ impl DemoCa {
             .unwrap_or_else(MessageDigest::null))
     }
 
+    /// Why the certificate `id` (named by a kur) cannot be updated: it is one of ours and
+    /// revoked.
+    fn cannot_update(&self, id: &crate::asn1::CertId) -> Option<String> {
+        let ours = matches!(&id.issuer, x509_cert::ext::pkix::name::GeneralName::DirectoryName(n)
+            if *n == self.issuing.name);
+        let serial = strip_zeros(id.serial_number.as_bytes());
+        let revoked = ours
+            && self
+                .lock()
+                .revoked
+                .iter()
+                .any(|r| strip_zeros(&r.serial) == serial);
+        revoked.then(|| {
+            format!(
+                "the certificate to update (serial {}) is revoked",
+                crate::message::hex(serial)
+            )
+        })
+    }
+
     /// Build and sign a certificate for `req`: returns its DER and serial number.
     ///
     /// The certificate is assembled with the der/x509-cert types and signed once through
@@ -403,6 +423,12 @@ fn random_serial() -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// An unsigned big-endian number without leading zero octets.
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|&&x| x == 0).count();
+    &b[n..]
+}
+
 /// A key identifier: the SHA-1 hash of the subjectPublicKey bits (RFC 5280 §4.2.1.2, method 1).
 fn key_id(subject_public_key: &[u8]) -> Vec<u8> {
     let mut h = openssl::sha::Sha1::new();
@@ -412,6 +438,11 @@ fn key_id(subject_public_key: &[u8]) -> Vec<u8> {
 
 impl CaHandler for DemoCa {
     fn certificate_request(&self, req: &CertRequestInfo) -> Decision {
+        if let Some(id) = &req.old_cert_id {
+            if let Some(reason) = self.cannot_update(id) {
+                return Decision::Reject(Rejection::new(fi::CERT_REVOKED, reason));
+            }
+        }
         let cert = match self.issue(req) {
             Ok(c) => c,
             Err(e) => {
@@ -583,6 +614,7 @@ mod tests {
             ],
             template: None,
             csr: None,
+            old_cert_id: None,
             requester: Requester::Mac {
                 sender_kid: b"kid".to_vec(),
             },

@@ -75,7 +75,7 @@ pub use store::{MemoryStore, RecordState, TransactionRecord, TransactionStore};
 pub use tools::{summarize, PollingCa};
 
 use crate::asn1::{
-    CertOrEncCert, CertRepMessage, CertReqMsg, CertResponse, CertStatus, CertTemplate,
+    oid, CertId, CertOrEncCert, CertRepMessage, CertReqMsg, CertResponse, CertStatus, CertTemplate,
     CertifiedKeyPair, ErrorMsgContent, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage,
     PkiStatusInfo, PollRepEntry, RevDetails, RevRepContent,
 };
@@ -223,6 +223,10 @@ pub struct CertRequestInfo {
     pub template: Option<CertTemplate>,
     /// The PKCS#10 request, DER (p10cr only).
     pub csr: Option<Vec<u8>>,
+    /// kur: the certificate to update (the oldCertID control, checked to name the certificate
+    /// that signed the request; else that certificate). `None` for a MAC-protected or
+    /// RA-signed kur without oldCertID, and for the other requests.
+    pub old_cert_id: Option<CertId>,
     /// Who sent the request.
     pub requester: Requester,
     /// Whether the client asked for implicit confirmation.
@@ -864,6 +868,67 @@ impl Server {
         r
     }
 
+    /// kur (RFC 9810 §5.3.5, RFC 9483 §4.1.3): the certificate to update. The oldCertID
+    /// control, if present, must name the certificate that signed the request; without it the
+    /// signer's certificate is the one updated. For a kur that is MAC-protected, or signed by
+    /// an RA (which vouches for the end entity), it is what oldCertID names, if anything: the
+    /// CA decides.
+    fn check_old_cert_id(
+        &self,
+        crm: &CertReqMsg,
+        requester: &Requester,
+    ) -> Checked<Option<CertId>> {
+        let control = crm
+            .cert_req
+            .controls
+            .iter()
+            .flatten()
+            .find(|c| c.oid == oid::REG_CTRL_OLD_CERT_ID);
+        let named = control
+            .map(|c| {
+                c.value.decode_as::<CertId>().map_err(|e| {
+                    Failure::new(fi::BAD_DATA_FORMAT, format!("kur check: oldCertID: {e}"))
+                })
+            })
+            .transpose()?;
+        let signer = match requester {
+            Requester::Signature { cert_der } if !self.may_act_as_ra(cert_der) => Some(
+                Certificate::from_der(cert_der).map_err(|e| internal("signer certificate", e))?,
+            ),
+            _ => None,
+        };
+        match (named, signer) {
+            (Some(id), Some(cert)) => {
+                let tbs = cert.tbs_certificate();
+                let same = matches!(&id.issuer, GeneralName::DirectoryName(n) if n == tbs.issuer())
+                    && id.serial_number == *tbs.serial_number();
+                if same {
+                    Ok(Some(id))
+                } else {
+                    Err(Failure::new(
+                        fi::BAD_CERT_ID,
+                        format!(
+                            "kur check: oldCertID names serial {} of {}, but the request is signed with serial {} of \"{}\"",
+                            message::hex(id.serial_number.as_bytes()),
+                            match &id.issuer {
+                                GeneralName::DirectoryName(n) => format!("\"{n}\""),
+                                _ => "a non-directory issuer".to_owned(),
+                            },
+                            message::hex(tbs.serial_number().as_bytes()),
+                            tbs.issuer()
+                        ),
+                    ))
+                }
+            }
+            (Some(id), None) => Ok(Some(id)),
+            (None, Some(cert)) => Ok(Some(CertId {
+                issuer: GeneralName::DirectoryName(cert.tbs_certificate().issuer().clone()),
+                serial_number: cert.tbs_certificate().serial_number().clone(),
+            })),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The CertRequestInfo of a certificate request message.
     fn request_info(
         &self,
@@ -883,6 +948,7 @@ impl Server {
             extensions,
             template,
             csr,
+            old_cert_id: None,
             requester: requester.clone(),
             implicit_confirm_requested,
             polls,
@@ -949,14 +1015,18 @@ impl Server {
                     })?
                     .to_der()
                     .map_err(|e| internal("template key", e))?;
-                Ok(base(
+                let mut info = base(
                     id,
                     t.subject.clone(),
                     spki,
                     t.extensions.clone().unwrap_or_default(),
                     Some(t.clone()),
                     None,
-                ))
+                );
+                if kind == RequestKind::Kur {
+                    info.old_cert_id = self.check_old_cert_id(crm, requester)?;
+                }
+                Ok(info)
             }
             other => Err(Failure::new(
                 fi::BAD_REQUEST,
@@ -1525,6 +1595,13 @@ impl Server {
     }
 
     /// Whether `cert_der` is one of the configured [`ServerConfig::trusted_ras`].
+    /// Whether the signer `cert_der` may speak for end entities: a configured trusted RA, or
+    /// anyone when raVerified is accepted without a list of RAs.
+    fn may_act_as_ra(&self, cert_der: &[u8]) -> bool {
+        self.is_trusted_ra(cert_der)
+            || (self.config.accept_ra_verified && self.config.trusted_ras.is_empty())
+    }
+
     fn is_trusted_ra(&self, cert_der: &[u8]) -> bool {
         self.config
             .trusted_ras
