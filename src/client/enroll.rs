@@ -238,6 +238,10 @@ pub struct Transaction {
     peer_signer: Option<PeerSigner>,
     /// The certReqId of the running polling (0 or -1).
     cert_req_id_polled: i64,
+    /// The protectionAlg (salt included) of our first MAC-protected request: the later
+    /// requests of the transaction reuse it, so that the MAC key is derived once per side
+    /// (see [`protection::protect_in_transaction`]).
+    mac_alg: Option<AlgorithmIdentifierOwned>,
     /// A certificate we reject in certConf: reported once pkiConf arrives.
     rejection: Option<Error>,
     state: State,
@@ -271,6 +275,7 @@ impl Transaction {
             own_signer: None,
             wait: None,
             cert_req_id_polled: CERT_REQ_ID,
+            mac_alg: None,
             subject: None,
             config,
             response: Response {
@@ -1067,7 +1072,7 @@ impl Transaction {
             (None, Some(c)) => c.protection(),
             (None, None) => unreachable!("checked above"),
         };
-        protection::protect(&mut msg, protection)?;
+        protection::protect_in_transaction(&mut msg, protection, &mut self.mac_alg)?;
         let der = msg
             .to_der()
             .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))?;

@@ -39,8 +39,8 @@
 //! [`ra::Ra`] is the RA side.
 //!
 //! Responses are protected like the request: MAC with exactly the request's parameters
-//! ([`MacParams::Explicit`], the key derived once per message through the
-//! [`MacKeyCache`](crate::protection::MacKeyCache)), or a
+//! ([`MacParams::Explicit`]; the key is derived once per parameter set and kept in the
+//! server's [`MacKeyCache`](crate::protection::MacKeyCache) across requests), or a
 //! signature with the server's key, its certificate and chain in extraCerts. A request that
 //! could not be authenticated is answered with a signed error if the server has a signing
 //! key, else unprotected: MAC-protecting an answer to an unauthenticated request would hand
@@ -83,7 +83,7 @@ use crate::crypto::{SigAlg, Signer, TrustStore};
 use crate::error::{Error, ErrorCode};
 use crate::message::{self, fail_info as fi, PkiStatus};
 use crate::protection::{
-    self, HashAlg, MacLimits, MacParams, MacProtection, Protection, ProtectionKind,
+    self, HashAlg, MacKeyCache, MacLimits, MacParams, MacProtection, Protection, ProtectionKind,
 };
 use crmf::pop::ProofOfPossession;
 use der::asn1::Int;
@@ -432,7 +432,15 @@ pub struct Server {
     handler: Arc<dyn CaHandler>,
     store: Arc<dyn TransactionStore>,
     signer_certs: Option<SignerCerts>,
+    /// MAC keys derived for requests, kept across requests: a client that protects all
+    /// messages of a transaction with the same parameters (RFC 4210 §5.1.3.1 recommends
+    /// it) costs one derivation per transaction, not one per request.
+    mac_keys: MacKeyCache,
 }
+
+/// How many derived MAC keys a server keeps (about 200 octets each): one per MAC-protected
+/// transaction in progress is needed, a lost one only costs a derivation again.
+const MAC_KEY_CACHE_CAPACITY: usize = 64;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -476,6 +484,7 @@ impl Server {
             handler,
             store,
             signer_certs,
+            mac_keys: MacKeyCache::with_capacity(MAC_KEY_CACHE_CAPACITY),
         })
     }
 
@@ -580,6 +589,7 @@ impl Server {
                 })?;
                 let mut mac = MacProtection::new(secret, MacParams::Explicit(alg));
                 mac.limits = self.config.mac_limits;
+                mac.cache = self.mac_keys.clone();
                 mac.verify(msg).map_err(|e| {
                     let bit = match e.code {
                         ErrorCode::IterationCountTooHigh
