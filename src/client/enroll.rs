@@ -597,7 +597,7 @@ impl Transaction {
         if msg.header.protection_alg.is_none() || msg.protection.is_none() {
             return Err(self.unprotected(&msg));
         }
-        self.verify_protection(&msg)?;
+        self.verify_protection(&msg, bytes)?;
         self.check_ids(&msg)?;
         self.peer_nonce = Some(
             message::octets(&msg.header.sender_nonce)
@@ -1072,10 +1072,7 @@ impl Transaction {
             (None, Some(c)) => c.protection(),
             (None, None) => unreachable!("checked above"),
         };
-        protection::protect_in_transaction(&mut msg, protection, &mut self.mac_alg)?;
-        let der = msg
-            .to_der()
-            .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))?;
+        let der = protection::protect_to_der(&mut msg, protection, Some(&mut self.mac_alg))?;
         crate::log::log(&self.config.log, LogLevel::Debug, || {
             format!(
                 "{}: sending {} ({} bytes)",
@@ -1087,11 +1084,12 @@ impl Transaction {
         Ok(der)
     }
 
-    /// Check the protection of a response against our credentials and trust settings.
-    fn verify_protection(&mut self, msg: &PkiMessage) -> Result<()> {
+    /// Check the protection of a response (`msg`, decoded from `der`) against our credentials
+    /// and trust settings.
+    fn verify_protection(&mut self, msg: &PkiMessage, der: &[u8]) -> Result<()> {
         match protection::protection_kind(msg) {
             Some(ProtectionKind::Mac) => match self.config.credentials.as_ref().and_then(|c| c.mac_protection()) {
-                Some(mac) => protection::verify_mac(msg, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
+                Some(mac) => protection::verify_mac_der(msg, der, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
                     .map_err(|e| e.context("response protection")),
                 None => Err(Error::new(
                     ErrorCode::WrongProtectionType,

@@ -20,8 +20,11 @@ use crate::asn1::{oid, PkiBody, PkiHeader, PkiMessage};
 use crate::crypto::{SigAlg, Signer};
 use crate::error::{fail, Error, ErrorCode, Result};
 use const_oid::ObjectIdentifier;
-use der::asn1::{BitString, Int, Uint};
-use der::{Decode, Encode, EncodeValue, FixedTag, Length, Tag, Writer};
+use der::asn1::{BitString, ContextSpecificRef, Int, Uint};
+use der::{
+    Decode, Encode, EncodeValue, FixedTag, Header, Length, Reader, SliceReader, Tag, TagMode,
+    TagNumber, Writer,
+};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sha;
@@ -373,6 +376,12 @@ impl MacProtection {
     pub fn verify(&self, msg: &PkiMessage) -> Result<()> {
         verify_mac(msg, &self.secret, &self.limits, Some(&self.cache))
     }
+
+    /// Verify like [`verify`](Self::verify), over the header and body as they are in
+    /// `der`, the DER that `msg` was decoded from.
+    pub fn verify_der(&self, msg: &PkiMessage, der: &[u8]) -> Result<()> {
+        verify_mac_der(msg, der, &self.secret, &self.limits, Some(&self.cache))
+    }
 }
 
 /// How to protect outgoing messages.
@@ -456,7 +465,7 @@ pub fn protect(msg: &mut PkiMessage, protection: &Protection) -> Result<()> {
         Protection::Mac(m) => m.params.algorithm_identifier()?,
         Protection::Signature(s) => s.algorithm().algorithm_identifier(),
     };
-    protect_with(msg, protection, alg)
+    protect_encoding(msg, protection, alg).map(drop)
 }
 
 /// Protect `msg` like [`protect`], but MAC-protect it with the protectionAlg in `reuse` if
@@ -484,21 +493,57 @@ pub fn protect_in_transaction(
         Some(a) => a.clone(),
         None => m.params.algorithm_identifier()?,
     };
-    protect_with(msg, protection, alg)?;
+    protect_encoding(msg, protection, alg)?;
     if reuse.is_none() {
         *reuse = msg.header.protection_alg.clone();
     }
     Ok(())
 }
 
-/// Protect `msg` with protectionAlg `alg`.
-fn protect_with(
+/// Protect `msg` like [`protect_in_transaction`] (with `reuse`) or [`protect`] (without),
+/// and return the DER of the protected message.
+///
+/// Header and body are encoded once: the encoding MACed or signed as the ProtectedPart is
+/// also the start of the message's own encoding (`to_der` after [`protect`] encodes them a
+/// second time).
+pub fn protect_to_der(
+    msg: &mut PkiMessage,
+    protection: &Protection,
+    reuse: Option<&mut Option<AlgorithmIdentifierOwned>>,
+) -> Result<Vec<u8>> {
+    let alg = match (protection, &reuse) {
+        (Protection::Mac(_), Some(Some(a))) => a.clone(),
+        (Protection::Mac(m), _) => m.params.algorithm_identifier()?,
+        (Protection::Signature(s), _) => s.algorithm().algorithm_identifier(),
+    };
+    let der = protect_encoding(msg, protection, alg)?;
+    if let (Protection::Mac(_), Some(r @ None)) = (protection, reuse) {
+        *r = msg.header.protection_alg.clone();
+    }
+    Ok(der)
+}
+
+/// Room left at the start of the encoding buffer for the PKIMessage's tag and length.
+const OUTER_ROOM: usize = 6;
+
+/// Protect `msg` with protectionAlg `alg` and return its DER.
+fn protect_encoding(
     msg: &mut PkiMessage,
     protection: &Protection,
     alg: AlgorithmIdentifierOwned,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let old = msg.header.protection_alg.replace(alg);
-    let value = protected_part_der(msg).and_then(|data| {
+    // [room for the message's tag and length] header body
+    let mut buf = Vec::with_capacity(2048);
+    buf.resize(OUTER_ROOM, 0);
+    let value = (|| {
+        msg.header
+            .encode_to_vec(&mut buf)
+            .map_err(encoding_failed)?;
+        msg.body.encode_to_vec(&mut buf).map_err(encoding_failed)?;
+        let mut prefix = [0u8; OUTER_ROOM];
+        let prefix = sequence_header(buf.len() - OUTER_ROOM, &mut prefix)?;
+        let data: [&[u8]; 2] = [prefix, &buf[OUTER_ROOM..]];
         let alg = msg.header.protection_alg.as_ref().expect("just set");
         match protection {
             Protection::Mac(m) => {
@@ -509,22 +554,73 @@ fn protect_with(
                 Ok(BitString::from_bytes(&hmac(
                     scheme.mac(),
                     key.bytes(),
-                    &[&data],
+                    &data,
                 ))?)
             }
-            Protection::Signature(s) => Ok(BitString::from_bytes(&s.sign(&data)?)?),
+            Protection::Signature(s) => Ok(BitString::from_bytes(
+                &s.sign(&[prefix, &buf[OUTER_ROOM..]].concat())?,
+            )?),
         }
-    });
-    match value {
-        Ok(bits) => {
-            msg.protection = Some(bits);
-            Ok(())
-        }
+    })();
+    let bits = match value {
+        Ok(bits) => bits,
         Err(e) => {
             msg.header.protection_alg = old;
-            Err(e)
+            return Err(e);
         }
+    };
+    msg.protection = Some(bits);
+    // The fields after header and body, encoded as the derived PkiMessage encoder does.
+    if let Some(p) = &msg.protection {
+        ContextSpecificRef {
+            tag_number: TagNumber(0),
+            tag_mode: TagMode::Explicit,
+            value: p,
+        }
+        .encode_to_vec(&mut buf)
+        .map_err(encoding_failed)?;
     }
+    if let Some(c) = &msg.extra_certs {
+        ContextSpecificRef {
+            tag_number: TagNumber(1),
+            tag_mode: TagMode::Explicit,
+            value: c,
+        }
+        .encode_to_vec(&mut buf)
+        .map_err(encoding_failed)?;
+    }
+    let mut outer = [0u8; OUTER_ROOM];
+    let outer = sequence_header(buf.len() - OUTER_ROOM, &mut outer)?;
+    let start = OUTER_ROOM - outer.len();
+    buf[start..OUTER_ROOM].copy_from_slice(outer);
+    buf.drain(..start);
+    Ok(buf)
+}
+
+/// The DER tag and length of a SEQUENCE with `len` octets of content.
+fn sequence_header(len: usize, out: &mut [u8; OUTER_ROOM]) -> Result<&[u8]> {
+    Header::new(Tag::Sequence, len)
+        .and_then(|h| h.encode_to_slice(out))
+        .map_err(encoding_failed)
+}
+
+fn encoding_failed(e: der::Error) -> Error {
+    Error::new(ErrorCode::EncodingFailed, format!("PKIMessage: {e}"))
+}
+
+/// The DER of `header` and `body` inside `der`, the DER of a PKIMessage: the content of
+/// its ProtectedPart, as received.
+fn header_and_body(der: &[u8]) -> Result<&[u8]> {
+    let bad = |e: der::Error| Error::new(ErrorCode::MalformedMessage, format!("PKIMessage: {e}"));
+    let mut r = SliceReader::new(der).map_err(bad)?;
+    Header::decode(&mut r).map_err(bad)?;
+    let start = u32::from(r.position()) as usize;
+    for _ in 0..2 {
+        let h = Header::decode(&mut r).map_err(bad)?;
+        r.read_slice(h.length).map_err(bad)?;
+    }
+    let end = u32::from(r.position()) as usize;
+    Ok(&der[start..end])
 }
 
 /// Verify the MAC protection (PasswordBasedMac or PBMAC1) of `msg` with `secret`.
@@ -540,6 +636,28 @@ pub fn verify_mac(
     limits: &MacLimits,
     cache: Option<&MacKeyCache>,
 ) -> Result<()> {
+    verify_mac_input(msg, None, secret, limits, cache)
+}
+
+/// Verify the MAC protection of `msg` like [`verify_mac`], over the header and body as
+/// they are in `der`, the DER that `msg` was decoded from (instead of encoding them again).
+pub fn verify_mac_der(
+    msg: &PkiMessage,
+    der: &[u8],
+    secret: &[u8],
+    limits: &MacLimits,
+    cache: Option<&MacKeyCache>,
+) -> Result<()> {
+    verify_mac_input(msg, Some(der), secret, limits, cache)
+}
+
+fn verify_mac_input(
+    msg: &PkiMessage,
+    der: Option<&[u8]>,
+    secret: &[u8],
+    limits: &MacLimits,
+    cache: Option<&MacKeyCache>,
+) -> Result<()> {
     let (alg, value) = protection_parts(msg)?;
     if !is_mac_oid(&alg.oid) {
         return fail(
@@ -549,10 +667,22 @@ pub fn verify_mac(
     }
     let scheme = Scheme::parse(alg, limits)?;
     let alg_der = alg.to_der()?;
-    let data = protected_part_der(msg)?;
+    let encoded;
+    let content = match der {
+        Some(der) => header_and_body(der)?,
+        None => {
+            encoded = protected_part_der(msg)?;
+            // Skip the ProtectedPart's own tag and length.
+            let mut r = SliceReader::new(&encoded)?;
+            Header::decode(&mut r)?;
+            &encoded[u32::from(r.position()) as usize..]
+        }
+    };
+    let mut prefix = [0u8; OUTER_ROOM];
+    let prefix = sequence_header(content.len(), &mut prefix)?;
     for &key_len in scheme.key_lens() {
         let key = scheme.key(secret, &alg_der, key_len, cache)?;
-        let mac = hmac(scheme.mac(), key.bytes(), &[&data]);
+        let mac = hmac(scheme.mac(), key.bytes(), &[prefix, content]);
         if mac.len() == value.len() && openssl::memcmp::eq(&mac, value) {
             return Ok(());
         }

@@ -549,7 +549,7 @@ impl Server {
                 ),
             );
         }
-        let authd = match self.authenticate(&msg) {
+        let authd = match self.authenticate(&msg, Some(bytes)) {
             Ok(a) => a,
             Err(f) => return self.error_response(Some(&msg), &Auth::None, f),
         };
@@ -559,7 +559,9 @@ impl Server {
         }
     }
 
-    fn authenticate(&self, msg: &PkiMessage) -> Checked<Authenticated> {
+    /// Check the protection of `msg`; `der` is the DER it was decoded from, if at hand (a
+    /// MAC is then checked over the header and body as received, not encoded again).
+    fn authenticate(&self, msg: &PkiMessage, der: Option<&[u8]>) -> Checked<Authenticated> {
         match protection::protection_kind(msg) {
             None => Err(Failure::new(
                 fi::BAD_MESSAGE_CHECK,
@@ -590,7 +592,11 @@ impl Server {
                 let mut mac = MacProtection::new(secret, MacParams::Explicit(alg));
                 mac.limits = self.config.mac_limits;
                 mac.cache = self.mac_keys.clone();
-                mac.verify(msg).map_err(|e| {
+                match der {
+                    Some(der) => mac.verify_der(msg, der),
+                    None => mac.verify(msg),
+                }
+                .map_err(|e| {
                     let bit = match e.code {
                         ErrorCode::IterationCountTooHigh
                         | ErrorCode::BadMacParameters
@@ -1592,7 +1598,7 @@ impl Server {
         if let Err(f) = pre {
             return self.error_response(Some(&msg), &Auth::Signature, f);
         }
-        let authd = match self.authenticate(&msg) {
+        let authd = match self.authenticate(&msg, None) {
             Ok(a) => a,
             Err(f)
                 if f.bit == fi::SIGNER_NOT_TRUSTED
@@ -1691,8 +1697,10 @@ impl Server {
             protection: None,
             extra_certs: None,
         };
-        if let Some(p) = mac {
-            protection::protect(&mut msg, p)?;
+        // extraCerts are not part of the ProtectedPart: set before protecting, so that the
+        // message is encoded in one go with its protection.
+        let protection = if let Some(p) = mac {
+            Some(p.as_ref())
         } else if let (true, Some(s), Some(certs)) = (sign, &self.config.signer, &self.signer_certs)
         {
             let mut all = certs.extra.clone();
@@ -1702,12 +1710,17 @@ impl Server {
                 }
             }
             extra = all;
-            protection::protect(&mut msg, &Protection::Signature(s.key.clone()))?;
-        }
+            Some(&Protection::Signature(s.key.clone()))
+        } else {
+            None
+        };
         if !extra.is_empty() {
             msg.extra_certs = Some(extra);
         }
-        Ok(msg.to_der()?)
+        match protection {
+            Some(p) => protection::protect_to_der(&mut msg, p, None),
+            None => Ok(msg.to_der()?),
+        }
     }
 
     /// An error message answering `req` (or garbage), protected as `auth` allows.
@@ -1827,7 +1840,7 @@ mod tests {
             MacParams::Pbmac1(Default::default()),
         ));
         protection::protect(&mut msg, &p).unwrap();
-        let a = server.authenticate(&msg).unwrap();
+        let a = server.authenticate(&msg, None).unwrap();
         let rsp = server
             .response(
                 &msg,
