@@ -311,10 +311,11 @@ mod tests {
     fn compression_loop_matches_the_update_final_loop() {
         macro_rules! reference {
             ($hasher:ident, $times:expr) => {{
+                let times: u64 = $times;
                 let mut key = sha::$hasher::new();
                 key.update(b"start");
                 let mut key = key.finish();
-                for _ in 0..$times {
+                for _ in 0..times {
                     let mut h = sha::$hasher::new();
                     h.update(&key);
                     key = h.finish();
