@@ -273,7 +273,13 @@ impl MacKeyCache {
         key_len: usize,
         derive: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Arc<DerivedKey>> {
-        let id = openssl::sha::sha256(secret);
+        // Not the one-shot sha::sha256(): OpenSSL 3 implements it with EVP_Q_digest, which
+        // fetches the digest and allocates contexts every time.
+        let id = {
+            let mut h = sha::Sha256::new();
+            h.update(secret);
+            h.finish()
+        };
         {
             let mut g = self.lock();
             if let Some(i) = g
@@ -871,12 +877,16 @@ fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
     if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
         return fail(ErrorCode::BadMacParameters, format!("{what} is negative"));
     }
-    u64::from_der(&i.to_der()?).map_err(|_| {
-        Error::new(
+    // Non-negative: big-endian magnitude, with a leading zero octet when the top bit is set.
+    let bytes = i.as_bytes();
+    let magnitude = bytes.strip_prefix(&[0]).unwrap_or(bytes);
+    if magnitude.len() > 8 {
+        return fail(
             ErrorCode::IterationCountTooHigh,
             format!("{what} exceeds 2^64 - 1"),
-        )
-    })
+        );
+    }
+    Ok(magnitude.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b)))
 }
 
 /// A u64 as an INTEGER.
@@ -1029,8 +1039,14 @@ mod tests {
 
     #[test]
     fn integers_convert_both_ways() {
-        for n in [1u64, 127, 128, 255, 256, 500, 1 << 40, u64::MAX] {
+        for n in [0u64, 1, 127, 128, 255, 256, 500, 1 << 40, u64::MAX] {
             assert_eq!(int_to_u64(&u64_to_int(n).unwrap(), "n").unwrap(), n);
         }
+        let two_to_64 = Int::new(&[1, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        let err = int_to_u64(&two_to_64, "n").unwrap_err();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        let minus_one = Int::new(&[0xff]).unwrap();
+        let err = int_to_u64(&minus_one, "n").unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadMacParameters);
     }
 }

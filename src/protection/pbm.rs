@@ -10,7 +10,7 @@ use super::{check_iterations, check_salt, int_to_u64, u64_to_int, HashAlg, MacLi
 use crate::asn1::{oid, PbmParameter};
 use crate::error::{fail, ErrorCode, Result};
 use der::asn1::{Any, OctetString};
-use der::{Decode, Encode};
+
 use openssl::sha;
 use openssl_sys as ffi;
 use spki::AlgorithmIdentifierOwned;
@@ -104,7 +104,7 @@ impl Spec {
                 "PasswordBasedMac protectionAlg has no PBMParameter",
             );
         };
-        let p = PbmParameter::from_der(&params.to_der()?).map_err(|e| {
+        let p = params.decode_as::<PbmParameter>().map_err(|e| {
             crate::Error::new(ErrorCode::MalformedMessage, format!("PBMParameter: {e}"))
         })?;
         let iterations = int_to_u64(&p.iteration_count, "PBM iterationCount")?;
