@@ -8,7 +8,14 @@
 //! - [`MacLimits`] caps the iteration count a peer can make us compute, checked before any
 //!   hashing (a hostile `iterationCount` of 10^9 costs nothing);
 //! - [`MacKeyCache`] remembers derived keys per parameter set, so the messages of a
-//!   transaction that reuse the same salt and parameters derive the key only once.
+//!   transaction that reuse the same salt and parameters derive the key only once: the
+//!   client protects all requests of a transaction with the parameters of its first one
+//!   ([`protect_in_transaction`]), the server answers with the request's parameters and
+//!   keeps its keys across requests.
+//!
+//! HMAC is computed on OpenSSL's low-level SHA functions and the PBM iterations call the
+//! SHA compression function directly; both avoid the per-call fetches and allocations of
+//! OpenSSL 3's EVP layer (see `hmac` and `pbm::iterate`).
 
 mod pbm;
 mod pbmac1;
@@ -314,9 +321,11 @@ impl MacKeyCache {
 /// Which MAC algorithm and parameters to protect with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MacParams {
-    /// PasswordBasedMac with a fresh salt per message.
+    /// PasswordBasedMac with a fresh salt per message ([`protect`]) or per transaction
+    /// ([`protect_in_transaction`], as the client does).
     Pbm(PbmConfig),
-    /// PBMAC1 (PBKDF2 + HMAC) with a fresh salt per message.
+    /// PBMAC1 (PBKDF2 + HMAC) with a fresh salt per message ([`protect`]) or per
+    /// transaction ([`protect_in_transaction`], as the client does).
     Pbmac1(Pbmac1Config),
     /// Exactly this protectionAlg (PBM or PBMAC1, salt included), e.g. the one of the
     /// request being answered; with a [`MacKeyCache`] the key is derived only once.

@@ -15,7 +15,8 @@ use openssl::sha;
 use openssl_sys as ffi;
 use spki::AlgorithmIdentifierOwned;
 
-/// Settings for producing PasswordBasedMac protection; each message gets a fresh salt.
+/// Settings for producing PasswordBasedMac protection: a fresh salt for each message, or for
+/// each transaction with [`protect_in_transaction`](super::protect_in_transaction).
 ///
 /// The default is SHA-256 as OWF, 10 000 iterations, HMAC-SHA256, a 16-octet salt:
 /// RFC 9481 §6.1.1 names SHA-256 and HMAC-SHA256 among the algorithms to support. OpenSSL's

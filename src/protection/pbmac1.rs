@@ -19,7 +19,8 @@ use spki::AlgorithmIdentifierOwned;
 /// (keyLength 4096). The work is bounded separately by [`MacLimits::max_pbkdf2_work`].
 pub const MAX_KEY_LEN: usize = 512;
 
-/// Settings for producing PBMAC1 protection; each message gets a fresh salt.
+/// Settings for producing PBMAC1 protection: a fresh salt for each message, or for each
+/// transaction with [`protect_in_transaction`](super::protect_in_transaction).
 ///
 /// The default is PBKDF2 with hmacWithSHA256, 10 000 iterations, a 16-octet salt, a
 /// 32-octet key, and HMAC-SHA256 as MAC: RFC 9481 §6.1.3 lists hmacWithSHA256 for both;
