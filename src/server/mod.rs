@@ -40,7 +40,7 @@
 //!
 //! Responses are protected like the request: MAC with exactly the request's parameters
 //! ([`MacParams::Explicit`]; the key is derived once per parameter set and kept in the
-//! server's [`MacKeyCache`](crate::protection::MacKeyCache) across requests), or a
+//! server's [`MacKeyCache`] across requests), or a
 //! signature with the server's key, its certificate and chain in extraCerts. A request that
 //! could not be authenticated is answered with a signed error if the server has a signing
 //! key, else unprotected: MAC-protecting an answer to an unauthenticated request would hand
