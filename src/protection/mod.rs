@@ -572,9 +572,7 @@ fn protect_encoding(
                     &data,
                 ))?)
             }
-            Protection::Signature(s) => Ok(BitString::from_bytes(
-                &s.sign(&[prefix, &buf[OUTER_ROOM..]].concat())?,
-            )?),
+            Protection::Signature(s) => Ok(BitString::from_bytes(&s.sign(&data.concat())?)?),
         }
     })();
     let bits = match value {
