@@ -491,10 +491,10 @@ pub fn protect(msg: &mut PkiMessage, protection: &Protection) -> Result<()> {
 /// keeps its keys (as [`Server`](crate::server::Server) does) then derive the MAC key once
 /// per transaction instead of once per message. RFC 4210 §5.1.3.1 RECOMMENDS exactly this
 /// ("the fields of PBMParameter remain constant throughout the messages of a single
-/// transaction (e.g., ir/ip/certConf/pkiConf)") to reduce the PasswordBasedMac overhead; a
-/// fresh salt per message is not required by RFC 4211 §4.4, RFC 9810 or RFC 9481. The salt
-/// stops precomputation across secrets and parameter sets, and a transaction's messages
-/// have the same secret and peer anyway; the same holds for PBMAC1's PBKDF2 salt.
+/// transaction (e.g., ir/ip/certConf/pkiConf)") to reduce the PasswordBasedMac overhead,
+/// and RFC 4211 §4.4 asks for a randomly generated salt, not for one per message. The salt
+/// stops precomputation across secrets and parameter sets; the messages of a transaction
+/// have the same secret and peer anyway. The same holds for PBMAC1's PBKDF2 salt.
 /// Signature protection is not affected.
 pub fn protect_in_transaction(
     msg: &mut PkiMessage,
