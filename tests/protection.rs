@@ -4,8 +4,9 @@
 use cmpkit::asn1::{oid, Pbkdf2Params, PbmParameter, Pbmac1Params, PkiMessage};
 use cmpkit::crypto::{KeyType, SigAlg, Signer, SoftwareKey};
 use cmpkit::protection::{
-    protect, protection_kind, verify_mac, verify_signature, HashAlg, MacKeyCache, MacLimits,
-    MacParams, MacProtection, PbmConfig, Pbmac1Config, Protection, ProtectionKind,
+    protect, protect_in_transaction, protect_to_der, protection_kind, verify_mac, verify_mac_der,
+    verify_signature, HashAlg, MacKeyCache, MacLimits, MacParams, MacProtection, PbmConfig,
+    Pbmac1Config, Protection, ProtectionKind,
 };
 use cmpkit::ErrorCode;
 use der::asn1::{Any, Int, OctetString, Uint};
@@ -97,6 +98,9 @@ fn every_openssl_mac_vector_verifies_with_the_interop_secret() {
         assert_eq!(p.owf.oid, oid::SHA256, "{name}");
         assert_eq!(p.mac.oid, oid::HMAC_SHA1_IPSEC, "{name}");
         verify_mac(&msg, OPENSSL_SECRET, &limits(), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let der = std::fs::read(dir("openssl-3.0").join(&name)).unwrap();
+        verify_mac_der(&msg, &der, OPENSSL_SECRET, &limits(), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         n += 1;
     }
     // All ir_mac_* and genm_mac_* files except the unprotected error response (INDEX.md).
@@ -109,6 +113,9 @@ fn every_rustcrypto_mac_vector_verifies_with_its_secret() {
     for (name, msg) in vectors("rustcrypto-formats") {
         if protection_kind(&msg) == Some(ProtectionKind::Mac) {
             verify_mac(&msg, RUSTCRYPTO_SECRET, &limits(), None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let der = std::fs::read(dir("rustcrypto-formats").join(&name)).unwrap();
+            verify_mac_der(&msg, &der, RUSTCRYPTO_SECRET, &limits(), None)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             n += 1;
         }
@@ -356,14 +363,96 @@ fn mac_round_trip(params: MacParams) {
     protect(&mut msg, &protection).unwrap();
     assert_eq!(protection_kind(&msg), Some(ProtectionKind::Mac));
     // Through DER and back, with a fresh cache and without one.
-    let msg = PkiMessage::from_der(&msg.to_der().unwrap()).unwrap();
+    let der = msg.to_der().unwrap();
+    let msg = PkiMessage::from_der(&der).unwrap();
     verify_mac(&msg, b"round-trip", &limits(), None).unwrap();
+    verify_mac_der(&msg, &der, b"round-trip", &limits(), None).unwrap();
     let Protection::Mac(m) = &protection else {
         unreachable!()
     };
     m.verify(&msg).unwrap();
+    m.verify_der(&msg, &der).unwrap();
     let err = verify_mac(&msg, b"round-trip!", &limits(), None).unwrap_err();
     assert_eq!(err.code, ErrorCode::MacMismatch);
+    let err = verify_mac_der(&msg, &der, b"round-trip!", &limits(), None).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MacMismatch);
+
+    // Protected and encoded in one go: the same DER as protect + to_der.
+    let mut msg = genm();
+    let der = protect_to_der(&mut msg, &protection, None).unwrap();
+    assert_eq!(der, msg.to_der().unwrap());
+    verify_mac_der(&msg, &der, b"round-trip", &limits(), None).unwrap();
+}
+
+/// `verify_mac_der` MACs the header and body as received: a changed octet in them fails,
+/// one in extraCerts (not protected) does not.
+#[test]
+fn mac_over_the_received_der_covers_header_and_body_only() {
+    let mut msg = genm();
+    msg.extra_certs = load("openssl-3.0", "ir_mac_rsp_1.der").extra_certs;
+    assert!(msg.extra_certs.is_some());
+    let protection = Protection::Mac(MacProtection::new(
+        b"s".to_vec(),
+        MacParams::Pbm(PbmConfig::openssl_compatible()),
+    ));
+    let der = protect_to_der(&mut msg, &protection, None).unwrap();
+    assert_eq!(der, msg.to_der().unwrap());
+    verify_mac_der(&msg, &der, b"s", &limits(), None).unwrap();
+    // The last octet belongs to a certificate signature in extraCerts.
+    let mut extra_changed = der.clone();
+    *extra_changed.last_mut().unwrap() ^= 1;
+    let m = PkiMessage::from_der(&extra_changed).unwrap();
+    verify_mac_der(&m, &extra_changed, b"s", &limits(), None).unwrap();
+    // The transactionID is in the header.
+    let tid = msg
+        .header
+        .transaction_id
+        .as_ref()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let at = der.windows(tid.len()).position(|w| w == tid).unwrap();
+    let mut header_changed = der.clone();
+    header_changed[at] ^= 1;
+    let m = PkiMessage::from_der(&header_changed).unwrap();
+    let err = verify_mac_der(&m, &header_changed, b"s", &limits(), None).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MacMismatch);
+    // Not a PKIMessage at all.
+    let err =
+        verify_mac_der(&msg, &[0x30, 0x03, 0x02, 0x01, 0x00], b"s", &limits(), None).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MalformedMessage);
+}
+
+/// The messages of a transaction share one salt and parameter set, so each side derives
+/// the key once; separate transactions (separate `reuse`) get fresh salts.
+#[test]
+fn a_transaction_reuses_its_mac_parameters() {
+    for params in [
+        MacParams::Pbm(PbmConfig::openssl_compatible()),
+        MacParams::Pbmac1(Pbmac1Config::default()),
+    ] {
+        let client = Protection::Mac(MacProtection::new(b"secret".to_vec(), params));
+        let Protection::Mac(c) = &client else {
+            unreachable!()
+        };
+        let server_cache = MacKeyCache::new();
+        let mut reuse = None;
+        let mut first = genm();
+        protect_in_transaction(&mut first, &client, &mut reuse).unwrap();
+        assert_eq!(reuse, first.header.protection_alg);
+        let mut second = genm();
+        let der = protect_to_der(&mut second, &client, Some(&mut reuse)).unwrap();
+        assert_eq!(second.header.protection_alg, first.header.protection_alg);
+        assert_eq!(c.cache.derivations(), 1);
+        verify_mac(&first, b"secret", &limits(), Some(&server_cache)).unwrap();
+        verify_mac_der(&second, &der, b"secret", &limits(), Some(&server_cache)).unwrap();
+        assert_eq!(server_cache.derivations(), 1);
+        // A new transaction: a new salt.
+        let mut other = genm();
+        protect_in_transaction(&mut other, &client, &mut None).unwrap();
+        assert_ne!(other.header.protection_alg, first.header.protection_alg);
+        assert_eq!(c.cache.derivations(), 2);
+    }
 }
 
 #[test]
@@ -453,7 +542,7 @@ fn explicit_params_are_derived_once_through_the_cache() {
     m.verify(&response).unwrap();
     assert_eq!(m.cache.derivations(), 1, "the key was derived once");
     assert_eq!(m.cache.len(), 1);
-    // Another secret empties the cache rather than reusing a key.
+    // Another secret does not reuse the key of this one.
     let err = verify_mac(&response, b"other", &limits(), Some(&m.cache)).unwrap_err();
     assert_eq!(err.code, ErrorCode::MacMismatch);
     assert_eq!(m.cache.derivations(), 2);
@@ -464,6 +553,8 @@ fn signature_round_trip(key: SoftwareKey) {
     let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
     let protection = Protection::Signature(Arc::new(key));
     let mut msg = genm();
+    let der = protect_to_der(&mut genm(), &protection, None).unwrap();
+    verify_signature(&PkiMessage::from_der(&der).unwrap(), &public).unwrap();
     protect(&mut msg, &protection).unwrap();
     assert_eq!(
         msg.header.protection_alg,

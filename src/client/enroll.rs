@@ -234,6 +234,10 @@ pub struct Transaction {
     signer_fields: Option<SignerFields>,
     /// The certReqId of the running polling (0 or -1).
     cert_req_id_polled: i64,
+    /// The protectionAlg (salt included) of our first MAC-protected request: the later
+    /// requests of the transaction reuse it, so that the MAC key is derived once per side
+    /// (see [`protection::protect_in_transaction`]).
+    mac_alg: Option<AlgorithmIdentifierOwned>,
     /// A certificate we reject in certConf: reported once pkiConf arrives.
     rejection: Option<Error>,
     state: State,
@@ -267,6 +271,7 @@ impl Transaction {
             own_signer: None,
             wait: None,
             cert_req_id_polled: CERT_REQ_ID,
+            mac_alg: None,
             subject: None,
             config,
             response: Response {
@@ -589,7 +594,7 @@ impl Transaction {
         if msg.header.protection_alg.is_none() || msg.protection.is_none() {
             return Err(self.unprotected(&msg));
         }
-        self.verify_protection(&msg)?;
+        self.verify_protection(&msg, bytes)?;
         self.check_ids(&msg)?;
         self.peer_nonce = Some(
             message::octets(&msg.header.sender_nonce)
@@ -1069,10 +1074,7 @@ impl Transaction {
             (None, Some(c)) => c.protection(),
             (None, None) => unreachable!("checked above"),
         };
-        protection::protect(&mut msg, protection)?;
-        let der = msg
-            .to_der()
-            .map_err(|e| Error::new(ErrorCode::EncodingFailed, format!("request: {e}")))?;
+        let der = protection::protect_to_der(&mut msg, protection, Some(&mut self.mac_alg))?;
         crate::log::log(&self.config.log, LogLevel::Debug, || {
             format!(
                 "{}: sending {} ({} bytes)",
@@ -1084,11 +1086,12 @@ impl Transaction {
         Ok(der)
     }
 
-    /// Check the protection of a response against our credentials and trust settings.
-    fn verify_protection(&mut self, msg: &PkiMessage) -> Result<()> {
+    /// Check the protection of a response (`msg`, decoded from `der`) against our credentials
+    /// and trust settings.
+    fn verify_protection(&mut self, msg: &PkiMessage, der: &[u8]) -> Result<()> {
         match protection::protection_kind(msg) {
             Some(ProtectionKind::Mac) => match self.config.credentials.as_ref().and_then(|c| c.mac_protection()) {
-                Some(mac) => protection::verify_mac(msg, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
+                Some(mac) => protection::verify_mac_der(msg, der, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
                     .map_err(|e| e.context("response protection")),
                 None => Err(Error::new(
                     ErrorCode::WrongProtectionType,

@@ -8,7 +8,14 @@
 //! - [`MacLimits`] caps the iteration count a peer can make us compute, checked before any
 //!   hashing (a hostile `iterationCount` of 10^9 costs nothing);
 //! - [`MacKeyCache`] remembers derived keys per parameter set, so the messages of a
-//!   transaction that reuse the same salt and parameters derive the key only once.
+//!   transaction that reuse the same salt and parameters derive the key only once: the
+//!   client protects all requests of a transaction with the parameters of its first one
+//!   ([`protect_in_transaction`]), the server answers with the request's parameters and
+//!   keeps its keys across requests.
+//!
+//! HMAC is computed on OpenSSL's low-level SHA functions and the PBM iterations call the
+//! SHA compression function directly; both avoid the per-call fetches and allocations of
+//! OpenSSL 3's EVP layer (see `hmac` and `pbm::iterate`).
 
 mod pbm;
 mod pbmac1;
@@ -20,10 +27,14 @@ use crate::asn1::{oid, PkiBody, PkiHeader, PkiMessage};
 use crate::crypto::{SigAlg, Signer};
 use crate::error::{fail, Error, ErrorCode, Result};
 use const_oid::ObjectIdentifier;
-use der::asn1::{BitString, Int, Uint};
-use der::{Decode, Encode, EncodeValue, FixedTag, Length, Tag, Writer};
+use der::asn1::{BitString, ContextSpecificRef, Int, Uint};
+use der::{
+    Decode, Encode, EncodeValue, FixedTag, Header, Length, Reader, SliceReader, Tag, TagMode,
+    TagNumber, Writer,
+};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
+use openssl::sha;
 use spki::AlgorithmIdentifierOwned;
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +84,14 @@ impl HashAlg {
             HashAlg::Sha256 => 32,
             HashAlg::Sha384 => 48,
             HashAlg::Sha512 => 64,
+        }
+    }
+
+    /// Input block length in octets (the HMAC key block).
+    pub fn block_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 | HashAlg::Sha224 | HashAlg::Sha256 => 64,
+            HashAlg::Sha384 | HashAlg::Sha512 => 128,
         }
     }
 
@@ -150,37 +169,54 @@ impl Default for MacLimits {
     }
 }
 
-/// Remembers derived MAC keys for one shared secret, keyed by the exact protectionAlg DER
-/// (salt included) and the derived key length.
+/// Remembers derived MAC keys, keyed by the shared secret (its SHA-256), the exact
+/// protectionAlg DER (salt included) and the derived key length.
 ///
 /// A transaction whose messages reuse the same MAC parameters (a server answering with the
-/// request's parameters, a client protecting certConf like its request) derives the key
-/// once. Using the cache with another secret empties it first. It holds at most
-/// four keys (the oldest is dropped) and is safe to share between
-/// threads.
-#[derive(Default)]
+/// request's parameters, a client protecting all its requests with the parameters of its
+/// first one) derives the key once on each side. The cache holds at most
+/// [`capacity`](Self::with_capacity) keys (the least recently used is dropped) and is safe
+/// to share between threads; clones share the same keys (a server keeps one for all its
+/// requests).
+#[derive(Clone)]
 pub struct MacKeyCache {
-    inner: Mutex<CacheInner>,
+    inner: Arc<Mutex<CacheInner>>,
 }
 
-#[derive(Default)]
 struct CacheInner {
-    /// SHA-256 of the secret the entries were derived from.
-    secret_id: Option<[u8; 32]>,
+    capacity: usize,
+    /// Least recently used first.
     entries: Vec<CacheEntry>,
     derivations: u64,
 }
 
 struct CacheEntry {
+    /// SHA-256 of the secret the key was derived from.
+    secret_id: [u8; 32],
     alg_der: Vec<u8>,
     key_len: usize,
-    key: Vec<u8>,
+    key: Arc<DerivedKey>,
 }
 
-impl Drop for CacheEntry {
+/// A derived MAC key, zeroed when dropped.
+pub(crate) struct DerivedKey(Vec<u8>);
+
+impl DerivedKey {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for DerivedKey {
     fn drop(&mut self) {
         // Best effort: do not leave derived keys in freed memory.
-        self.key.iter_mut().for_each(|b| *b = 0);
+        self.0.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl Default for MacKeyCache {
+    fn default() -> Self {
+        Self::with_capacity(Self::CAPACITY)
     }
 }
 
@@ -193,19 +229,28 @@ impl std::fmt::Debug for MacKeyCache {
 }
 
 impl MacKeyCache {
-    /// How many derived keys the cache keeps.
+    /// How many derived keys a cache made by [`new`](Self::new) keeps.
     pub(crate) const CAPACITY: usize = 4;
 
-    /// An empty cache.
+    /// An empty cache for a few keys (enough for a client's transactions).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty cache that keeps at most `capacity` keys (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        MacKeyCache {
+            inner: Arc::new(Mutex::new(CacheInner {
+                capacity: capacity.max(1),
+                entries: Vec::new(),
+                derivations: 0,
+            })),
+        }
+    }
+
     /// Forget all derived keys.
     pub fn clear(&self) {
-        let mut g = self.lock();
-        g.entries.clear();
-        g.secret_id = None;
+        self.lock().entries.clear();
     }
 
     /// The number of keys held.
@@ -234,36 +279,41 @@ impl MacKeyCache {
         alg_der: &[u8],
         key_len: usize,
         derive: impl FnOnce() -> Result<Vec<u8>>,
-    ) -> Result<Vec<u8>> {
-        let id = openssl::sha::sha256(secret);
+    ) -> Result<Arc<DerivedKey>> {
+        // Not the one-shot sha::sha256(): OpenSSL 3 implements it with EVP_Q_digest, which
+        // fetches the digest and allocates contexts every time.
+        let id = {
+            let mut h = sha::Sha256::new();
+            h.update(secret);
+            h.finish()
+        };
         {
             let mut g = self.lock();
-            if g.secret_id != Some(id) {
-                g.entries.clear();
-                g.secret_id = Some(id);
-            }
-            if let Some(e) = g
+            if let Some(i) = g
                 .entries
                 .iter()
-                .find(|e| e.key_len == key_len && e.alg_der == alg_der)
+                .position(|e| e.key_len == key_len && e.secret_id == id && e.alg_der == alg_der)
             {
-                return Ok(e.key.clone());
+                // Most recently used last.
+                let e = g.entries.remove(i);
+                let key = e.key.clone();
+                g.entries.push(e);
+                return Ok(key);
             }
         }
         // Derive without holding the lock.
-        let key = derive()?;
+        let key = Arc::new(DerivedKey(derive()?));
         let mut g = self.lock();
         g.derivations += 1;
-        if g.secret_id == Some(id) {
-            if g.entries.len() >= Self::CAPACITY {
-                g.entries.remove(0);
-            }
-            g.entries.push(CacheEntry {
-                alg_der: alg_der.to_vec(),
-                key_len,
-                key: key.clone(),
-            });
+        if g.entries.len() >= g.capacity {
+            g.entries.remove(0);
         }
+        g.entries.push(CacheEntry {
+            secret_id: id,
+            alg_der: alg_der.to_vec(),
+            key_len,
+            key: key.clone(),
+        });
         Ok(key)
     }
 }
@@ -271,9 +321,11 @@ impl MacKeyCache {
 /// Which MAC algorithm and parameters to protect with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MacParams {
-    /// PasswordBasedMac with a fresh salt per message.
+    /// PasswordBasedMac with a fresh salt per message ([`protect`]) or per transaction
+    /// ([`protect_in_transaction`], as the client does).
     Pbm(PbmConfig),
-    /// PBMAC1 (PBKDF2 + HMAC) with a fresh salt per message.
+    /// PBMAC1 (PBKDF2 + HMAC) with a fresh salt per message ([`protect`]) or per
+    /// transaction ([`protect_in_transaction`], as the client does).
     Pbmac1(Pbmac1Config),
     /// Exactly this protectionAlg (PBM or PBMAC1, salt included), e.g. the one of the
     /// request being answered; with a [`MacKeyCache`] the key is derived only once.
@@ -338,6 +390,12 @@ impl MacProtection {
     /// Verify the MAC protection of `msg` with this secret, limits and cache.
     pub fn verify(&self, msg: &PkiMessage) -> Result<()> {
         verify_mac(msg, &self.secret, &self.limits, Some(&self.cache))
+    }
+
+    /// Verify like [`verify`](Self::verify), over the header and body as they are in
+    /// `der`, the DER that `msg` was decoded from.
+    pub fn verify_der(&self, msg: &PkiMessage, der: &[u8]) -> Result<()> {
+        verify_mac_der(msg, der, &self.secret, &self.limits, Some(&self.cache))
     }
 }
 
@@ -414,13 +472,93 @@ pub fn protected_part_der(msg: &PkiMessage) -> Result<Vec<u8>> {
 
 /// Protect `msg`: set `header.protectionAlg`, then compute the MAC or signature over the
 /// ProtectedPart and set `protection`. On failure `msg` keeps its previous protectionAlg.
+///
+/// MAC protection with [`MacParams::Pbm`] or [`MacParams::Pbmac1`] takes a fresh salt; the
+/// messages of a transaction share one with [`protect_in_transaction`].
 pub fn protect(msg: &mut PkiMessage, protection: &Protection) -> Result<()> {
     let alg = match protection {
         Protection::Mac(m) => m.params.algorithm_identifier()?,
         Protection::Signature(s) => s.algorithm().algorithm_identifier(),
     };
+    protect_encoding(msg, protection, alg).map(drop)
+}
+
+/// Protect `msg` like [`protect`], but MAC-protect it with the protectionAlg in `reuse` if
+/// there is one, and otherwise with fresh parameters that are then stored in `reuse`.
+///
+/// A client passes the same `reuse` for all requests of a transaction, so that they share
+/// one salt and parameter set: with the [`MacKeyCache`], the client and a server that
+/// keeps its keys (as [`Server`](crate::server::Server) does) then derive the MAC key once
+/// per transaction instead of once per message. RFC 4210 §5.1.3.1 RECOMMENDS exactly this
+/// ("the fields of PBMParameter remain constant throughout the messages of a single
+/// transaction (e.g., ir/ip/certConf/pkiConf)") to reduce the PasswordBasedMac overhead,
+/// and RFC 4211 §4.4 asks for a randomly generated salt, not for one per message. The salt
+/// stops precomputation across secrets and parameter sets; the messages of a transaction
+/// have the same secret and peer anyway. The same holds for PBMAC1's PBKDF2 salt.
+/// Signature protection is not affected.
+pub fn protect_in_transaction(
+    msg: &mut PkiMessage,
+    protection: &Protection,
+    reuse: &mut Option<AlgorithmIdentifierOwned>,
+) -> Result<()> {
+    let Protection::Mac(m) = protection else {
+        return protect(msg, protection);
+    };
+    let alg = match reuse {
+        Some(a) => a.clone(),
+        None => m.params.algorithm_identifier()?,
+    };
+    protect_encoding(msg, protection, alg)?;
+    if reuse.is_none() {
+        *reuse = msg.header.protection_alg.clone();
+    }
+    Ok(())
+}
+
+/// Protect `msg` like [`protect_in_transaction`] (with `reuse`) or [`protect`] (without),
+/// and return the DER of the protected message.
+///
+/// Header and body are encoded once: the encoding MACed or signed as the ProtectedPart is
+/// also the start of the message's own encoding (`to_der` after [`protect`] encodes them a
+/// second time).
+pub fn protect_to_der(
+    msg: &mut PkiMessage,
+    protection: &Protection,
+    reuse: Option<&mut Option<AlgorithmIdentifierOwned>>,
+) -> Result<Vec<u8>> {
+    let alg = match (protection, &reuse) {
+        (Protection::Mac(_), Some(Some(a))) => a.clone(),
+        (Protection::Mac(m), _) => m.params.algorithm_identifier()?,
+        (Protection::Signature(s), _) => s.algorithm().algorithm_identifier(),
+    };
+    let der = protect_encoding(msg, protection, alg)?;
+    if let (Protection::Mac(_), Some(r @ None)) = (protection, reuse) {
+        *r = msg.header.protection_alg.clone();
+    }
+    Ok(der)
+}
+
+/// Room left at the start of the encoding buffer for the PKIMessage's tag and length.
+const OUTER_ROOM: usize = 6;
+
+/// Protect `msg` with protectionAlg `alg` and return its DER.
+fn protect_encoding(
+    msg: &mut PkiMessage,
+    protection: &Protection,
+    alg: AlgorithmIdentifierOwned,
+) -> Result<Vec<u8>> {
     let old = msg.header.protection_alg.replace(alg);
-    let value = protected_part_der(msg).and_then(|data| {
+    // [room for the message's tag and length] header body
+    let mut buf = Vec::with_capacity(2048);
+    buf.resize(OUTER_ROOM, 0);
+    let value = (|| {
+        msg.header
+            .encode_to_vec(&mut buf)
+            .map_err(encoding_failed)?;
+        msg.body.encode_to_vec(&mut buf).map_err(encoding_failed)?;
+        let mut prefix = [0u8; OUTER_ROOM];
+        let prefix = sequence_header(buf.len() - OUTER_ROOM, &mut prefix)?;
+        let data: [&[u8]; 2] = [prefix, &buf[OUTER_ROOM..]];
         let alg = msg.header.protection_alg.as_ref().expect("just set");
         match protection {
             Protection::Mac(m) => {
@@ -428,21 +566,74 @@ pub fn protect(msg: &mut PkiMessage, protection: &Protection) -> Result<()> {
                 let alg_der = alg.to_der()?;
                 let key_len = scheme.key_lens()[0];
                 let key = scheme.key(&m.secret, &alg_der, key_len, Some(&m.cache))?;
-                hmac(scheme.mac(), &key, &data)
+                Ok(BitString::from_bytes(&hmac(
+                    scheme.mac(),
+                    key.bytes(),
+                    &data,
+                ))?)
             }
-            Protection::Signature(s) => s.sign(&data),
+            Protection::Signature(s) => Ok(BitString::from_bytes(&s.sign(&data.concat())?)?),
         }
-    });
-    match value.and_then(|v| Ok(BitString::from_bytes(&v)?)) {
-        Ok(bits) => {
-            msg.protection = Some(bits);
-            Ok(())
-        }
+    })();
+    let bits = match value {
+        Ok(bits) => bits,
         Err(e) => {
             msg.header.protection_alg = old;
-            Err(e)
+            return Err(e);
         }
+    };
+    msg.protection = Some(bits);
+    // The fields after header and body, encoded as the derived PkiMessage encoder does.
+    if let Some(p) = &msg.protection {
+        ContextSpecificRef {
+            tag_number: TagNumber(0),
+            tag_mode: TagMode::Explicit,
+            value: p,
+        }
+        .encode_to_vec(&mut buf)
+        .map_err(encoding_failed)?;
     }
+    if let Some(c) = &msg.extra_certs {
+        ContextSpecificRef {
+            tag_number: TagNumber(1),
+            tag_mode: TagMode::Explicit,
+            value: c,
+        }
+        .encode_to_vec(&mut buf)
+        .map_err(encoding_failed)?;
+    }
+    let mut outer = [0u8; OUTER_ROOM];
+    let outer = sequence_header(buf.len() - OUTER_ROOM, &mut outer)?;
+    let start = OUTER_ROOM - outer.len();
+    buf[start..OUTER_ROOM].copy_from_slice(outer);
+    buf.drain(..start);
+    Ok(buf)
+}
+
+/// The DER tag and length of a SEQUENCE with `len` octets of content.
+fn sequence_header(len: usize, out: &mut [u8; OUTER_ROOM]) -> Result<&[u8]> {
+    Header::new(Tag::Sequence, len)
+        .and_then(|h| h.encode_to_slice(out))
+        .map_err(encoding_failed)
+}
+
+fn encoding_failed(e: der::Error) -> Error {
+    Error::new(ErrorCode::EncodingFailed, format!("PKIMessage: {e}"))
+}
+
+/// The DER of `header` and `body` inside `der`, the DER of a PKIMessage: the content of
+/// its ProtectedPart, as received.
+fn header_and_body(der: &[u8]) -> Result<&[u8]> {
+    let bad = |e: der::Error| Error::new(ErrorCode::MalformedMessage, format!("PKIMessage: {e}"));
+    let mut r = SliceReader::new(der).map_err(bad)?;
+    Header::decode(&mut r).map_err(bad)?;
+    let start = u32::from(r.position()) as usize;
+    for _ in 0..2 {
+        let h = Header::decode(&mut r).map_err(bad)?;
+        r.read_slice(h.length).map_err(bad)?;
+    }
+    let end = u32::from(r.position()) as usize;
+    Ok(&der[start..end])
 }
 
 /// Verify the MAC protection (PasswordBasedMac or PBMAC1) of `msg` with `secret`.
@@ -458,6 +649,28 @@ pub fn verify_mac(
     limits: &MacLimits,
     cache: Option<&MacKeyCache>,
 ) -> Result<()> {
+    verify_mac_input(msg, None, secret, limits, cache)
+}
+
+/// Verify the MAC protection of `msg` like [`verify_mac`], over the header and body as
+/// they are in `der`, the DER that `msg` was decoded from (instead of encoding them again).
+pub fn verify_mac_der(
+    msg: &PkiMessage,
+    der: &[u8],
+    secret: &[u8],
+    limits: &MacLimits,
+    cache: Option<&MacKeyCache>,
+) -> Result<()> {
+    verify_mac_input(msg, Some(der), secret, limits, cache)
+}
+
+fn verify_mac_input(
+    msg: &PkiMessage,
+    der: Option<&[u8]>,
+    secret: &[u8],
+    limits: &MacLimits,
+    cache: Option<&MacKeyCache>,
+) -> Result<()> {
     let (alg, value) = protection_parts(msg)?;
     if !is_mac_oid(&alg.oid) {
         return fail(
@@ -467,10 +680,22 @@ pub fn verify_mac(
     }
     let scheme = Scheme::parse(alg, limits)?;
     let alg_der = alg.to_der()?;
-    let data = protected_part_der(msg)?;
+    let encoded;
+    let content = match der {
+        Some(der) => header_and_body(der)?,
+        None => {
+            encoded = protected_part_der(msg)?;
+            // Skip the ProtectedPart's own tag and length.
+            let mut r = SliceReader::new(&encoded)?;
+            Header::decode(&mut r)?;
+            &encoded[u32::from(r.position()) as usize..]
+        }
+    };
+    let mut prefix = [0u8; OUTER_ROOM];
+    let prefix = sequence_header(content.len(), &mut prefix)?;
     for &key_len in scheme.key_lens() {
         let key = scheme.key(secret, &alg_der, key_len, cache)?;
-        let mac = hmac(scheme.mac(), &key, &data)?;
+        let mac = hmac(scheme.mac(), key.bytes(), &[prefix, content]);
         if mac.len() == value.len() && openssl::memcmp::eq(&mac, value) {
             return Ok(());
         }
@@ -574,24 +799,84 @@ impl Scheme {
         alg_der: &[u8],
         key_len: usize,
         cache: Option<&MacKeyCache>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Arc<DerivedKey>> {
         let derive = || match self {
             Scheme::Pbm(s) => s.derive_key(secret),
             Scheme::Pbmac1(s) => s.derive_key(secret, key_len),
         };
         match cache {
             Some(c) => c.get_or_derive(secret, alg_der, key_len, derive),
-            None => derive(),
+            None => Ok(Arc::new(DerivedKey(derive()?))),
         }
     }
 }
 
-/// HMAC with `hash`.
-fn hmac(hash: HashAlg, key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
-    let pkey = PKey::hmac(key)?;
-    let mut s = openssl::sign::Signer::new(hash.md(), &pkey)?;
-    s.update(data)?;
-    Ok(s.sign_to_vec()?)
+/// A MAC value (at most 64 octets, the SHA-512 output), kept on the stack.
+pub(crate) struct MacValue {
+    len: usize,
+    buf: [u8; 64],
+}
+
+impl std::ops::Deref for MacValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// HMAC (RFC 2104) with `hash` and `key` over the concatenation of `parts`.
+///
+/// Built on OpenSSL's low-level SHA functions: no allocation and no algorithm fetch. Through
+/// `PKey::hmac` and a `Signer`, OpenSSL 3 creates the MAC key object with the key
+/// generation API (`EVP_PKEY_generate`) and several contexts for every MAC, which cost
+/// several times the hashing of a typical CMP message.
+pub(crate) fn hmac(hash: HashAlg, key: &[u8], parts: &[&[u8]]) -> MacValue {
+    macro_rules! hmac_with {
+        ($hasher:ident, $block:literal) => {{
+            // K0: the key, hashed first if longer than a block, zero-padded to a block.
+            let mut k0 = [0u8; $block];
+            if key.len() > $block {
+                let mut h = sha::$hasher::new();
+                h.update(key);
+                let d = h.finish();
+                k0[..d.len()].copy_from_slice(&d);
+            } else {
+                k0[..key.len()].copy_from_slice(key);
+            }
+            let mut pad = [0u8; $block];
+            for (p, k) in pad.iter_mut().zip(&k0) {
+                *p = k ^ 0x36;
+            }
+            let mut inner = sha::$hasher::new();
+            inner.update(&pad);
+            for part in parts {
+                inner.update(part);
+            }
+            let inner = inner.finish();
+            for (p, k) in pad.iter_mut().zip(&k0) {
+                *p = k ^ 0x5c;
+            }
+            let mut outer = sha::$hasher::new();
+            outer.update(&pad);
+            outer.update(&inner);
+            let out = outer.finish();
+            // Best effort: do not leave key material on the stack.
+            k0.iter_mut().chain(pad.iter_mut()).for_each(|b| *b = 0);
+            let mut v = MacValue {
+                len: out.len(),
+                buf: [0u8; 64],
+            };
+            v.buf[..out.len()].copy_from_slice(&out);
+            v
+        }};
+    }
+    match hash {
+        HashAlg::Sha1 => hmac_with!(Sha1, 64),
+        HashAlg::Sha224 => hmac_with!(Sha224, 64),
+        HashAlg::Sha256 => hmac_with!(Sha256, 64),
+        HashAlg::Sha384 => hmac_with!(Sha384, 128),
+        HashAlg::Sha512 => hmac_with!(Sha512, 128),
+    }
 }
 
 /// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
@@ -599,12 +884,16 @@ fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
     if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
         return fail(ErrorCode::BadMacParameters, format!("{what} is negative"));
     }
-    u64::from_der(&i.to_der()?).map_err(|_| {
-        Error::new(
+    // Non-negative: big-endian magnitude, with a leading zero octet when the top bit is set.
+    let bytes = i.as_bytes();
+    let magnitude = bytes.strip_prefix(&[0]).unwrap_or(bytes);
+    if magnitude.len() > 8 {
+        return fail(
             ErrorCode::IterationCountTooHigh,
             format!("{what} exceeds 2^64 - 1"),
-        )
-    })
+        );
+    }
+    Ok(magnitude.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b)))
 }
 
 /// A u64 as an INTEGER.
@@ -657,26 +946,114 @@ mod tests {
             let k = cache
                 .get_or_derive(b"s", &[i], 32, || Ok(vec![i; 32]))
                 .unwrap();
-            assert_eq!(k, vec![i; 32]);
+            assert_eq!(k.bytes(), [i; 32]);
         }
         assert_eq!(cache.len(), MacKeyCache::CAPACITY);
+        assert_eq!(cache.derivations(), MacKeyCache::CAPACITY as u64 + 2);
         let last = MacKeyCache::CAPACITY as u8 + 1;
         let k = cache
             .get_or_derive(b"s", &[last], 32, || panic!("must be cached"))
             .unwrap();
-        assert_eq!(k, vec![last; 32]);
-        // The same parameters with another secret derive again.
+        assert_eq!(k.bytes(), [last; 32]);
+        // The oldest two were dropped.
+        let k = cache
+            .get_or_derive(b"s", &[0], 32, || Ok(vec![7; 32]))
+            .unwrap();
+        assert_eq!(k.bytes(), [7; 32]);
+        // The same parameters with another secret derive again, another key length too.
         let k = cache
             .get_or_derive(b"t", &[last], 32, || Ok(vec![9; 32]))
             .unwrap();
-        assert_eq!(k, vec![9; 32]);
-        assert_eq!(cache.len(), 1);
+        assert_eq!(k.bytes(), [9; 32]);
+        let k = cache
+            .get_or_derive(b"s", &[last], 16, || Ok(vec![8; 16]))
+            .unwrap();
+        assert_eq!(k.bytes(), [8; 16]);
+        assert_eq!(cache.len(), MacKeyCache::CAPACITY);
+        assert_eq!(cache.derivations(), MacKeyCache::CAPACITY as u64 + 5);
+    }
+
+    #[test]
+    fn cache_drops_the_least_recently_used_key_and_clones_share_keys() {
+        let cache = MacKeyCache::with_capacity(2);
+        let shared = cache.clone();
+        cache
+            .get_or_derive(b"s", b"a", 32, || Ok(vec![1; 32]))
+            .unwrap();
+        cache
+            .get_or_derive(b"s", b"b", 32, || Ok(vec![2; 32]))
+            .unwrap();
+        // Using "a" makes "b" the least recently used: "c" evicts "b".
+        shared
+            .get_or_derive(b"s", b"a", 32, || panic!("must be cached"))
+            .unwrap();
+        cache
+            .get_or_derive(b"s", b"c", 32, || Ok(vec![3; 32]))
+            .unwrap();
+        shared
+            .get_or_derive(b"s", b"a", 32, || panic!("must be cached"))
+            .unwrap();
+        let k = cache
+            .get_or_derive(b"s", b"b", 32, || Ok(vec![4; 32]))
+            .unwrap();
+        assert_eq!(k.bytes(), [4; 32]);
+        assert_eq!(shared.derivations(), 4);
+        assert_eq!(shared.len(), 2);
+    }
+
+    /// The HMAC on low-level SHA gives what OpenSSL's HMAC gives, for every hash, with keys
+    /// shorter than, as long as, and longer than a block, and data in several parts.
+    #[test]
+    fn hmac_matches_openssl_for_every_hash() {
+        let data: Vec<u8> = (0..700u32).map(|i| (i * 7 + 3) as u8).collect();
+        for hash in HashAlg::ALL {
+            let b = hash.block_len();
+            for key_len in [1, 20, 32, b - 1, b, b + 1, 2 * b + 5, 512] {
+                let key: Vec<u8> = (0..key_len).map(|i| (i * 13 + 1) as u8).collect();
+                for data_len in [0, 1, 55, 64, 700] {
+                    let pkey = PKey::hmac(&key).unwrap();
+                    let mut s = openssl::sign::Signer::new(hash.md(), &pkey).unwrap();
+                    s.update(&data[..data_len]).unwrap();
+                    let expected = s.sign_to_vec().unwrap();
+                    let (a, rest) = data[..data_len].split_at(data_len / 3);
+                    let got = hmac(hash, &key, &[a, &[], rest]);
+                    assert_eq!(got.len(), hash.output_len());
+                    assert_eq!(
+                        &*got,
+                        &expected[..],
+                        "{hash:?} key {key_len} data {data_len}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// RFC 4231 test case 2 (HMAC-SHA-256 and -512 with the key "Jefe").
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let data = b"what do ya want for nothing?";
+        assert_eq!(
+            hex(&hmac(HashAlg::Sha256, b"Jefe", &[data])),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex(&hmac(HashAlg::Sha512, b"Jefe", &[data])),
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554\
+             9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
     }
 
     #[test]
     fn integers_convert_both_ways() {
-        for n in [1u64, 127, 128, 255, 256, 500, 1 << 40, u64::MAX] {
+        for n in [0u64, 1, 127, 128, 255, 256, 500, 1 << 40, u64::MAX] {
             assert_eq!(int_to_u64(&u64_to_int(n).unwrap(), "n").unwrap(), n);
         }
+        let two_to_64 = Int::new(&[1, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        let err = int_to_u64(&two_to_64, "n").unwrap_err();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        let minus_one = Int::new(&[0xff]).unwrap();
+        let err = int_to_u64(&minus_one, "n").unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadMacParameters);
     }
 }

@@ -12,14 +12,15 @@ use super::{check_iterations, check_salt, int_to_u64, u64_to_int, HashAlg, MacLi
 use crate::asn1::{oid, Pbkdf2Params, Pbmac1Params};
 use crate::error::{fail, Error, ErrorCode, Result};
 use der::asn1::{Any, OctetString};
-use der::{Decode, Encode};
+
 use spki::AlgorithmIdentifierOwned;
 
 /// The largest PBKDF2 derived key accepted, in octets; 512 admits the bit-length quirk
 /// (keyLength 4096). The work is bounded separately by [`MacLimits::max_pbkdf2_work`].
 pub const MAX_KEY_LEN: usize = 512;
 
-/// Settings for producing PBMAC1 protection; each message gets a fresh salt.
+/// Settings for producing PBMAC1 protection: a fresh salt for each message, or for each
+/// transaction with [`protect_in_transaction`](super::protect_in_transaction).
 ///
 /// The default is PBKDF2 with hmacWithSHA256, 10 000 iterations, a 16-octet salt, a
 /// 32-octet key, and HMAC-SHA256 as MAC: RFC 9481 §6.1.3 lists hmacWithSHA256 for both;
@@ -118,7 +119,8 @@ impl Spec {
                 "PBMAC1 protectionAlg has no parameters",
             );
         };
-        let p = Pbmac1Params::from_der(&params.to_der()?)
+        let p = params
+            .decode_as::<Pbmac1Params>()
             .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBMAC1-params: {e}")))?;
         if p.key_derivation_func.oid != oid::PBKDF2 {
             return fail(
@@ -132,7 +134,8 @@ impl Spec {
         let kdf_params = p.key_derivation_func.parameters.as_ref().ok_or_else(|| {
             Error::new(ErrorCode::MalformedMessage, "PBKDF2 without PBKDF2-params")
         })?;
-        let kdf = Pbkdf2Params::from_der(&kdf_params.to_der()?)
+        let kdf = kdf_params
+            .decode_as::<Pbkdf2Params>()
             .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBKDF2-params: {e}")))?;
         let iterations = int_to_u64(&kdf.iteration_count, "PBKDF2 iterationCount")?;
         check_iterations(iterations, limits, "PBKDF2")?;

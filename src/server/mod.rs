@@ -39,8 +39,8 @@
 //! [`ra::Ra`] is the RA side.
 //!
 //! Responses are protected like the request: MAC with exactly the request's parameters
-//! ([`MacParams::Explicit`], the key derived once per message through the
-//! [`MacKeyCache`](crate::protection::MacKeyCache)), or a
+//! ([`MacParams::Explicit`]; the key is derived once per parameter set and kept in the
+//! server's [`MacKeyCache`] across requests), or a
 //! signature with the server's key, its certificate and chain in extraCerts. A request that
 //! could not be authenticated is answered with a signed error if the server has a signing
 //! key, else unprotected: MAC-protecting an answer to an unauthenticated request would hand
@@ -84,7 +84,7 @@ use crate::error::{Error, ErrorCode};
 use crate::log::LogLevel;
 use crate::message::{self, fail_info as fi, PkiStatus};
 use crate::protection::{
-    self, HashAlg, MacLimits, MacParams, MacProtection, Protection, ProtectionKind,
+    self, HashAlg, MacKeyCache, MacLimits, MacParams, MacProtection, Protection, ProtectionKind,
 };
 use crmf::pop::ProofOfPossession;
 use der::asn1::Int;
@@ -458,7 +458,15 @@ pub struct Server {
     handler: Arc<dyn CaHandler>,
     store: Arc<dyn TransactionStore>,
     signer_certs: Option<SignerCerts>,
+    /// MAC keys derived for requests, kept across requests: a client that protects all
+    /// messages of a transaction with the same parameters (RFC 4210 §5.1.3.1 recommends
+    /// it) costs one derivation per transaction, not one per request.
+    mac_keys: MacKeyCache,
 }
+
+/// How many derived MAC keys a server keeps (about 200 octets each): one per MAC-protected
+/// transaction in progress is needed, a lost one only costs a derivation again.
+const MAC_KEY_CACHE_CAPACITY: usize = 64;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -502,6 +510,7 @@ impl Server {
             handler,
             store,
             signer_certs,
+            mac_keys: MacKeyCache::with_capacity(MAC_KEY_CACHE_CAPACITY),
         })
     }
 
@@ -574,7 +583,7 @@ impl Server {
                 transaction_id_text(&msg)
             )
         });
-        let authd = match self.authenticate(&msg) {
+        let authd = match self.authenticate(&msg, Some(bytes)) {
             Ok(a) => a,
             Err(f) => return self.error_response(Some(&msg), &Auth::None, f),
         };
@@ -600,7 +609,9 @@ impl Server {
         crate::log::log(&self.config.log, level, line);
     }
 
-    fn authenticate(&self, msg: &PkiMessage) -> Checked<Authenticated> {
+    /// Check the protection of `msg`; `der` is the DER it was decoded from, if at hand (a
+    /// MAC is then checked over the header and body as received, not encoded again).
+    fn authenticate(&self, msg: &PkiMessage, der: Option<&[u8]>) -> Checked<Authenticated> {
         match protection::protection_kind(msg) {
             None => Err(Failure::new(
                 fi::BAD_MESSAGE_CHECK,
@@ -630,7 +641,12 @@ impl Server {
                 })?;
                 let mut mac = MacProtection::new(secret, MacParams::Explicit(alg));
                 mac.limits = self.config.mac_limits;
-                mac.verify(msg).map_err(|e| {
+                mac.cache = self.mac_keys.clone();
+                match der {
+                    Some(der) => mac.verify_der(msg, der),
+                    None => mac.verify(msg),
+                }
+                .map_err(|e| {
                     let bit = match e.code {
                         ErrorCode::IterationCountTooHigh
                         | ErrorCode::BadMacParameters
@@ -1715,7 +1731,7 @@ impl Server {
         if let Err(f) = pre {
             return self.error_response(Some(&msg), &Auth::Signature, f);
         }
-        let authd = match self.authenticate(&msg) {
+        let authd = match self.authenticate(&msg, None) {
             Ok(a) => a,
             Err(f)
                 if f.bit == fi::SIGNER_NOT_TRUSTED
@@ -1814,8 +1830,10 @@ impl Server {
             protection: None,
             extra_certs: None,
         };
-        if let Some(p) = mac {
-            protection::protect(&mut msg, p)?;
+        // extraCerts are not part of the ProtectedPart: set before protecting, so that the
+        // message is encoded in one go with its protection.
+        let protection = if let Some(p) = mac {
+            Some(p.as_ref())
         } else if let (true, Some(s), Some(certs)) = (sign, &self.config.signer, &self.signer_certs)
         {
             let mut all = certs.extra.clone();
@@ -1825,12 +1843,17 @@ impl Server {
                 }
             }
             extra = all;
-            protection::protect(&mut msg, &Protection::Signature(s.key.clone()))?;
-        }
+            Some(&Protection::Signature(s.key.clone()))
+        } else {
+            None
+        };
         if !extra.is_empty() {
             msg.extra_certs = Some(extra);
         }
-        Ok(msg.to_der()?)
+        match protection {
+            Some(p) => protection::protect_to_der(&mut msg, p, None),
+            None => Ok(msg.to_der()?),
+        }
     }
 
     /// An error message answering `req` (or garbage), protected as `auth` allows.
@@ -1979,7 +2002,7 @@ mod tests {
             MacParams::Pbmac1(Default::default()),
         ));
         protection::protect(&mut msg, &p).unwrap();
-        let a = server.authenticate(&msg).unwrap();
+        let a = server.authenticate(&msg, None).unwrap();
         let rsp = server
             .response(
                 &msg,
