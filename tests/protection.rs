@@ -5,8 +5,8 @@ use cmpkit::asn1::{oid, Pbkdf2Params, PbmParameter, Pbmac1Params, PkiMessage};
 use cmpkit::crypto::{KeyType, SigAlg, Signer, SoftwareKey};
 use cmpkit::protection::{
     protect, protect_in_transaction, protect_to_der, protection_kind, verify_mac, verify_mac_der,
-    verify_signature, HashAlg, MacKeyCache, MacLimits, MacParams, MacProtection, PbmConfig,
-    Pbmac1Config, Protection, ProtectionKind,
+    verify_signature, verify_signature_der, HashAlg, MacKeyCache, MacLimits, MacParams,
+    MacProtection, PbmConfig, Pbmac1Config, Protection, ProtectionKind,
 };
 use cmpkit::ErrorCode;
 use der::asn1::{Any, Int, OctetString, Uint};
@@ -554,7 +554,23 @@ fn signature_round_trip(key: SoftwareKey) {
     let protection = Protection::Signature(Arc::new(key));
     let mut msg = genm();
     let der = protect_to_der(&mut genm(), &protection, None).unwrap();
-    verify_signature(&PkiMessage::from_der(&der).unwrap(), &public).unwrap();
+    let decoded = PkiMessage::from_der(&der).unwrap();
+    verify_signature(&decoded, &public).unwrap();
+    // Over the header and body as received: also for EdDSA, which signs the joined parts.
+    verify_signature_der(&decoded, &der, &public).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+    let tid = decoded
+        .header
+        .transaction_id
+        .as_ref()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let at = der.windows(tid.len()).position(|w| w == tid).unwrap();
+    let mut changed = der.clone();
+    changed[at] ^= 1;
+    let m = PkiMessage::from_der(&changed).unwrap();
+    let err = verify_signature_der(&m, &changed, &public).unwrap_err();
+    assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
     protect(&mut msg, &protection).unwrap();
     assert_eq!(
         msg.header.protection_alg,

@@ -1100,7 +1100,7 @@ impl Transaction {
             },
             Some(ProtectionKind::Signature) => {
                 let key = self.peer_signer_key(msg)?;
-                protection::verify_signature(msg, key)
+                protection::verify_signature_der(msg, der, key)
             }
             None => Err(Error::new(ErrorCode::ProtectionMissing, "the response is not protected")),
         }

@@ -304,6 +304,17 @@ impl Signer for SoftwareKey {
 /// Fails with [`ErrorCode::SignatureInvalid`] when the signature does not verify, and with
 /// [`ErrorCode::UnsupportedAlgorithm`] when the algorithm does not fit the key.
 pub fn verify_signature(alg: SigAlg, pkey: &PKey<Public>, data: &[u8], sig: &[u8]) -> Result<()> {
+    verify_signature_parts(alg, pkey, &[data], sig)
+}
+
+/// Like [`verify_signature`], over the concatenation of `parts` (hashed part by part where
+/// the algorithm hashes; joined first for EdDSA, which signs the whole message).
+pub fn verify_signature_parts(
+    alg: SigAlg,
+    pkey: &PKey<Public>,
+    parts: &[&[u8]],
+    sig: &[u8],
+) -> Result<()> {
     if !alg.fits(pkey.id()) {
         return Err(Error::new(
             ErrorCode::UnsupportedAlgorithm,
@@ -323,7 +334,15 @@ pub fn verify_signature(alg: SigAlg, pkey: &PKey<Public>, data: &[u8], sig: &[u8
         v.set_rsa_mgf1_md(MessageDigest::sha256())?;
     }
     // A malformed signature makes OpenSSL report an error rather than `false`: both mean "invalid".
-    match v.verify_oneshot(sig, data) {
+    let verified = if alg.digest().is_some() {
+        parts
+            .iter()
+            .try_for_each(|p| v.update(p))
+            .and_then(|()| v.verify(sig))
+    } else {
+        v.verify_oneshot(sig, &parts.concat())
+    };
+    match verified {
         Ok(true) => Ok(()),
         _ => Err(Error::new(
             ErrorCode::SignatureInvalid,

@@ -7,4 +7,4 @@ mod key;
 
 pub use cert::{TrustStore, ValidatedCert};
 pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};
-pub use key::{verify_signature, KeyType, SigAlg, Signer, SoftwareKey};
+pub use key::{verify_signature, verify_signature_parts, KeyType, SigAlg, Signer, SoftwareKey};

@@ -714,6 +714,24 @@ fn verify_mac_input(
 /// Errors: [`ErrorCode::ProtectionMissing`], [`ErrorCode::WrongProtectionType`]
 /// (MAC-protected), [`ErrorCode::UnsupportedAlgorithm`], [`ErrorCode::SignatureInvalid`].
 pub fn verify_signature(msg: &PkiMessage, signer_public_key: &PKey<Public>) -> Result<()> {
+    verify_signature_input(msg, None, signer_public_key)
+}
+
+/// Verify the signature protection of `msg` like [`verify_signature`], over the header and
+/// body as they are in `der`, the DER that `msg` was decoded from (not encoded again).
+pub fn verify_signature_der(
+    msg: &PkiMessage,
+    der: &[u8],
+    signer_public_key: &PKey<Public>,
+) -> Result<()> {
+    verify_signature_input(msg, Some(der), signer_public_key)
+}
+
+fn verify_signature_input(
+    msg: &PkiMessage,
+    der: Option<&[u8]>,
+    signer_public_key: &PKey<Public>,
+) -> Result<()> {
     let (alg, value) = protection_parts(msg)?;
     if is_mac_oid(&alg.oid) {
         return fail(
@@ -722,8 +740,19 @@ pub fn verify_signature(msg: &PkiMessage, signer_public_key: &PKey<Public>) -> R
         );
     }
     let sig_alg = SigAlg::from_algorithm_identifier(alg)?;
-    let data = protected_part_der(msg)?;
-    crate::crypto::verify_signature(sig_alg, signer_public_key, &data, value)
+    let mut room = [0u8; OUTER_ROOM];
+    let encoded;
+    let parts: [&[u8]; 2] = match der {
+        Some(der) => {
+            let content = header_and_body(der)?;
+            [sequence_header(content.len(), &mut room)?, content]
+        }
+        None => {
+            encoded = protected_part_der(msg)?;
+            [&encoded, &[]]
+        }
+    };
+    crate::crypto::verify_signature_parts(sig_alg, signer_public_key, &parts, value)
         .map_err(|e| e.context("message protection"))
 }
 

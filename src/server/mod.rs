@@ -698,7 +698,11 @@ impl Server {
                         };
                         Failure::new(bit, format!("signer check: {}", e.detail))
                     })?;
-                protection::verify_signature(msg, &signer.public_key).map_err(|e| {
+                match der {
+                    Some(der) => protection::verify_signature_der(msg, der, &signer.public_key),
+                    None => protection::verify_signature(msg, &signer.public_key),
+                }
+                .map_err(|e| {
                     let bit = if e.code == ErrorCode::UnsupportedAlgorithm {
                         fi::BAD_ALG
                     } else {
