@@ -75,6 +75,10 @@ pub struct DemoCa {
     key: PKey<Private>,
     cert: X509,
     chain: Vec<X509>,
+    /// DER of `cert` followed by `chain`, encoded once: every issued certificate's response
+    /// carries them, and encoding (or cloning) the shared `X509`s on each request would
+    /// touch their reference counts from every worker thread.
+    chain_der: Vec<Vec<u8>>,
     validity_days: u32,
     state: Mutex<CaState>,
 }
@@ -106,7 +110,7 @@ impl DemoCa {
         } else {
             crate::crypto::cert::parse_pem_or_der(chain_pem)?
         };
-        Ok(Self::new(key, cert, chain))
+        Self::new(key, cert, chain)
     }
 
     /// A throwaway self-signed root CA with an EC P-256 key, "CN=cmpkit Demo CA".
@@ -136,17 +140,22 @@ impl DemoCa {
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
         b.sign(&key, MessageDigest::sha256())?;
-        Ok(Self::new(key, b.build(), Vec::new()))
+        Self::new(key, b.build(), Vec::new())
     }
 
-    fn new(key: PKey<Private>, cert: X509, chain: Vec<X509>) -> Self {
-        DemoCa {
+    fn new(key: PKey<Private>, cert: X509, chain: Vec<X509>) -> Result<Self> {
+        let chain_der = std::iter::once(&cert)
+            .chain(&chain)
+            .map(|c| c.to_der())
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(DemoCa {
             key,
             cert,
             chain,
+            chain_der,
             validity_days: 365,
             state: Mutex::new(CaState::default()),
-        }
+        })
     }
 
     /// Issue certificates valid for `days` days from now.
@@ -296,10 +305,6 @@ impl DemoCa {
         b.sign(&self.key, self.digest()?)?;
         Ok(b.build())
     }
-
-    fn ders(certs: &[X509]) -> Vec<Vec<u8>> {
-        certs.iter().filter_map(|c| c.to_der().ok()).collect()
-    }
 }
 
 /// 16 random octets as a positive serial number.
@@ -329,27 +334,27 @@ impl CaHandler for DemoCa {
             transaction_id: req.transaction_id.clone(),
             confirmed: false,
         });
+        // The top of the chain (the CA certificate itself when there is no chain).
         let ca_pubs = if req.kind == super::RequestKind::Ir {
-            Self::ders(std::slice::from_ref(
-                self.chain().last().unwrap_or(&self.cert),
-            ))
+            self.chain_der.last().cloned().into_iter().collect()
         } else {
             Vec::new()
         };
         Decision::Issue(Issued {
             cert: der,
             ca_pubs,
-            chain: Self::ders(&self.chain()),
+            chain: self.chain_der.clone(),
         })
     }
 
     fn cert_confirm(&self, _transaction_id: &[u8], cert_der: &[u8], accepted: bool) {
         let mut g = self.lock();
         if accepted {
-            g.issued
-                .iter_mut()
-                .filter(|c| c.der == cert_der)
-                .for_each(|c| c.confirmed = true);
+            // The certificate being confirmed was issued recently: search from the newest,
+            // so that the time under the lock does not grow with the number issued.
+            if let Some(c) = g.issued.iter_mut().rev().find(|c| c.der == cert_der) {
+                c.confirmed = true;
+            }
         } else {
             // Not confirmed: the demo CA forgets it (a production CA would revoke it).
             g.issued.retain(|c| c.der != cert_der);
@@ -398,7 +403,8 @@ impl CaHandler for DemoCa {
         let mut out = Vec::new();
         for itav in itavs {
             let value = if itav.oid == IT_CA_CERTS {
-                let certs: Vec<x509_cert::Certificate> = Self::ders(&self.chain())
+                let certs: Vec<x509_cert::Certificate> = self
+                    .chain_der
                     .iter()
                     .filter_map(|d| x509_cert::Certificate::from_der(d).ok())
                     .collect();
