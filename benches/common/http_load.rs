@@ -310,19 +310,25 @@ impl Conn {
     }
 }
 
-/// CPU time (ns) of this process's threads, by group: server (`cmp-http-*`), client
-/// (`bench-client*`), rest.
-fn thread_cpu_ns() -> [u64; 3] {
-    let mut out = [0u64; 3];
+/// Per group of this process's threads — server (`cmp-http-*`), client (`bench-client*`),
+/// rest — the CPU time (ns) and the voluntary context switches: a thread that computes
+/// switches voluntarily only when it waits (for the network, or for a lock).
+fn thread_stats() -> [(u64, u64); 3] {
+    let mut out = [(0u64, 0u64); 3];
     for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let p = e.path();
-        let (Ok(comm), Ok(st)) = (
+        let (Ok(comm), Ok(st), Ok(status)) = (
             std::fs::read_to_string(p.join("comm")),
             std::fs::read_to_string(p.join("schedstat")),
+            std::fs::read_to_string(p.join("status")),
         ) else {
             continue; // the thread just ended
         };
         let ns: u64 = st.split_whitespace().next().unwrap().parse().unwrap();
+        let vcs: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
         let g = if comm.starts_with("cmp-http") {
             0
         } else if comm.starts_with("bench-client") {
@@ -330,7 +336,8 @@ fn thread_cpu_ns() -> [u64; 3] {
         } else {
             2
         };
-        out[g] += ns;
+        out[g].0 += ns;
+        out[g].1 += vcs;
     }
     out
 }
@@ -491,14 +498,14 @@ pub fn run(args: &[String]) {
     let load_start = loadavg();
     let (n0, cpu0, m0, t0) = (
         done.load(Ordering::Relaxed),
-        thread_cpu_ns(),
+        thread_stats(),
         machine_jiffies(),
         Instant::now(),
     );
     std::thread::sleep(Duration::from_secs_f64(st.secs));
     let (n1, cpu1, m1, elapsed) = (
         done.load(Ordering::Relaxed),
-        thread_cpu_ns(),
+        thread_stats(),
         machine_jiffies(),
         t0.elapsed().as_secs_f64(),
     );
@@ -531,8 +538,9 @@ pub fn run(args: &[String]) {
         );
     }
     let n = (n1 - n0) as f64;
-    let us = |g: usize| (cpu1[g] - cpu0[g]) as f64 / 1e3 / n;
-    let ours_s = (0..3).map(|g| cpu1[g] - cpu0[g]).sum::<u64>() as f64 / 1e9;
+    let us = |g: usize| (cpu1[g].0 - cpu0[g].0) as f64 / 1e3 / n;
+    let waits = |g: usize| (cpu1[g].1 - cpu0[g].1) as f64 / n;
+    let ours_s = (0..3).map(|g| cpu1[g].0 - cpu0[g].0).sum::<u64>() as f64 / 1e9;
     let (busy, total) = (m1.0 - m0.0, m1.1 - m0.1);
     // Jiffies are 1/100 s on Linux; the machine's busy CPU-seconds minus ours is the others'.
     let machine_busy_s = busy as f64 / 100.0;
@@ -540,7 +548,7 @@ pub fn run(args: &[String]) {
     println!(
         "http scenario={} client={} workers={} connections={} depth={} seconds={elapsed:.2} \
          requests={} req_per_s={:.0} server_cpu_us_per_req={:.1} client_cpu_us_per_req={:.1} \
-         cpus_used_by_us={:.2} cpus_used_by_others={others:.2} machine_idle_pct={:.0} \
+         server_waits_per_req={:.2} client_waits_per_req={:.2} cpus_used_by_us={:.2} cpus_used_by_others={others:.2} machine_idle_pct={:.0} \
          loadavg=\"{load_start}\" checked={checked} reconnects={reconnects}{}",
         st.kind.name(),
         st.mode.name(),
@@ -551,6 +559,8 @@ pub fn run(args: &[String]) {
         n / elapsed,
         us(0),
         us(1),
+        waits(0),
+        waits(1),
         ours_s / elapsed,
         100.0 * (total - busy) as f64 / total as f64,
         if exhausted {
