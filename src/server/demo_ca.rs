@@ -460,3 +460,54 @@ impl CaHandler for DemoCa {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{RequestKind, Requester};
+
+    fn request(ca: &DemoCa, n: u8) -> Vec<u8> {
+        let key = crate::crypto::SoftwareKey::generate(crate::crypto::KeyType::EcP256).unwrap();
+        let info = CertRequestInfo {
+            kind: RequestKind::Ir,
+            transaction_id: vec![n; 16],
+            cert_req_id: 0,
+            subject: Some(crate::message::parse_name("/CN=unit").unwrap()),
+            public_key: crate::crypto::Signer::public_key_der(&key).to_vec(),
+            extensions: Vec::new(),
+            template: None,
+            csr: None,
+            requester: Requester::Mac {
+                sender_kid: b"kid".to_vec(),
+            },
+            implicit_confirm_requested: false,
+            polls: 0,
+        };
+        match ca.certificate_request(&info) {
+            Decision::Issue(i) => {
+                // An ir gets the CA certificate in caPubs and as the chain, encoded once.
+                assert_eq!(i.ca_pubs, vec![ca.cert().to_der().unwrap()]);
+                assert_eq!(i.chain, vec![ca.cert().to_der().unwrap()]);
+                i.cert
+            }
+            _ => panic!("the demo CA did not issue"),
+        }
+    }
+
+    #[test]
+    fn confirming_marks_exactly_that_certificate_old_or_new() {
+        let ca = DemoCa::generate().unwrap();
+        let certs: Vec<Vec<u8>> = (0..4).map(|n| request(&ca, n)).collect();
+        ca.cert_confirm(&[0; 16], &certs[0], true);
+        ca.cert_confirm(&[2; 16], &certs[2], true);
+        ca.cert_confirm(&[3; 16], &certs[3], false);
+        let issued = ca.issued();
+        let confirmed: Vec<bool> = issued.iter().map(|c| c.confirmed).collect();
+        assert_eq!(
+            confirmed,
+            [true, false, true],
+            "the rejected one is forgotten"
+        );
+        assert_eq!(issued[1].der, certs[1]);
+    }
+}
