@@ -5,15 +5,17 @@
 //!
 //! ```text
 //! bench_cmp [N] [der] [all|floor|<scenario>] [rounds]   # like ossl_cmp_bench
-//! bench_cmp http <seconds> <workers> <client threads>   # HTTP server throughput, loopback
+//! bench_cmp http <seconds> <workers> <connections> [scenario=…] [client=…] [depth=N]
+//!                                                     # HTTP server throughput, loopback
 //! ```
 //! Build with `cargo build --release --example bench_cmp`; see BENCHMARKS.md.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+#[path = "../benches/common/http_load.rs"]
+mod http_load;
 
 use common::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,7 +115,7 @@ fn bench_timed_loop(pki: &Pki, s: Scenario, keys: &[Arc<cmpkit::crypto::Software
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("http") {
-        return http(&args[1..]);
+        return http_load::run(&args[1..]);
     }
     let n: usize = args.first().map_or(1000, |a| a.parse().expect("N"));
     let mode = args.get(1).map_or("der", String::as_str);
@@ -206,95 +208,4 @@ fn main() {
             );
         }
     }
-}
-
-/// Server throughput over HTTP on loopback: requests are built (and protected) before the
-/// clock starts, client threads only POST them, and each response is handed to its
-/// transaction and checked after the clock stops. ir with implicit confirmation, MAC
-/// (OpenSSL's PBM parameters): one request per transaction.
-fn http(args: &[String]) {
-    use cmpkit::client::{EnrollRequest, Operation, Transaction};
-    use cmpkit::transport::http::HttpTransfer;
-    use cmpkit::transport::http_server::{HttpServer, ServerOptions};
-
-    let secs: f64 = args.first().map_or(5.0, |a| a.parse().expect("seconds"));
-    let workers: usize = args.get(1).map_or(1, |a| a.parse().expect("workers"));
-    let clients: usize = args.get(2).map_or(4, |a| a.parse().expect("clients"));
-    let pki = Pki::new();
-    let server = pki.server.clone();
-    let http = HttpServer::bind(
-        "127.0.0.1:0",
-        Arc::new(move |req: &[u8]| server.process(req)),
-        ServerOptions {
-            workers,
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
-    let url = format!("http://{}/pkix/", http.local_addr());
-    // Enough prepared transactions for a generous upper bound of the rate.
-    let per_client = (secs * 12_000.0 / clients as f64) as usize + 100;
-    let key = new_key();
-    let mut prepared: Vec<Vec<(Transaction, Vec<u8>)>> = (0..clients)
-        .map(|_| {
-            (0..per_client)
-                .map(|_| {
-                    let tx = Transaction::start(
-                        pki.mac_implicit_config.clone(),
-                        Operation::Ir(EnrollRequest {
-                            subject: Some(cmpkit::message::parse_name("/CN=Bench").unwrap()),
-                            sans: Vec::new(),
-                            key: key.clone(),
-                        }),
-                    )
-                    .unwrap();
-                    let req = tx.pending_request().unwrap().to_vec();
-                    (tx, req)
-                })
-                .collect()
-        })
-        .collect();
-    let done = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let start = Instant::now();
-    let handles: Vec<_> = prepared
-        .iter()
-        .map(|txs| {
-            let reqs: Vec<Vec<u8>> = txs.iter().map(|(_, r)| r.clone()).collect();
-            let url = url.clone();
-            let (done, stop) = (done.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let t = HttpTransfer::new(&url).unwrap();
-                let mut out = Vec::new();
-                for r in reqs {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    out.push(t.post(&r).expect("HTTP post"));
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                out
-            })
-        })
-        .collect();
-    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-    let n_at_stop = done.load(Ordering::Relaxed);
-    let elapsed = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let responses: Vec<Vec<Vec<u8>>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let mut checked = 0;
-    for (txs, rsps) in prepared.iter_mut().zip(responses) {
-        for ((tx, _), rsp) in txs.iter_mut().zip(rsps) {
-            tx.handle_response(&rsp).expect("response checks");
-            assert!(tx.is_done() && tx.response().certificate.is_some());
-            checked += 1;
-        }
-    }
-    let stats = http.stats();
-    http.shutdown().unwrap();
-    println!(
-        "http scenario=ir_mac_implicit workers={workers} clients={clients} seconds={elapsed:.2} requests={n_at_stop} req_per_s={:.0} checked={checked} http_200={}",
-        n_at_stop as f64 / elapsed,
-        stats.status_count(200)
-    );
 }

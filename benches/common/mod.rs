@@ -200,6 +200,8 @@ pub struct Pki {
     pub mac_config: Arc<ClientConfig>,
     pub mac_implicit_config: Arc<ClientConfig>,
     pub sig_config: Arc<ClientConfig>,
+    /// As `sig_config`, asking for implicit confirmation (one round trip per cr).
+    pub sig_implicit_config: Arc<ClientConfig>,
 }
 
 impl Pki {
@@ -259,15 +261,19 @@ impl Pki {
             })
         };
         let cli_key = Arc::new(SoftwareKey::from_pkey(cli_key).unwrap());
-        let sig_config = Arc::new(ClientConfig {
-            credentials: Some(Credentials::signature(
-                cli_key.clone(),
-                cli_cert.clone(),
-                Vec::new(),
-            )),
-            trust: Some(TrustStore::new(std::slice::from_ref(&root)).unwrap()),
-            ..ClientConfig::default()
-        });
+        let sig = |implicit| {
+            Arc::new(ClientConfig {
+                credentials: Some(Credentials::signature(
+                    cli_key.clone(),
+                    cli_cert.clone(),
+                    Vec::new(),
+                )),
+                trust: Some(TrustStore::new(std::slice::from_ref(&root)).unwrap()),
+                implicit_confirm: implicit,
+                ..ClientConfig::default()
+            })
+        };
+        let (sig_config, sig_implicit_config) = (sig(false), sig(true));
         Pki {
             root_subject_der: root.subject_name().to_der().unwrap(),
             root,
@@ -279,6 +285,7 @@ impl Pki {
             mac_config: mac(false),
             mac_implicit_config: mac(true),
             sig_config,
+            sig_implicit_config,
         }
     }
 }

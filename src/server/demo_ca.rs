@@ -459,6 +459,7 @@ impl CaHandler for DemoCa {
             transaction_id: req.transaction_id.clone(),
             confirmed: false,
         });
+        // The top of the chain (the CA certificate itself when there is no chain).
         let ca_pubs = if req.kind == super::RequestKind::Ir {
             self.issuing.chain_der.last().cloned().into_iter().collect()
         } else {
@@ -697,5 +698,38 @@ mod tests {
             }
             _ => panic!("expected a rejection"),
         }
+    }
+
+    /// An ir for CN=unit, issued: the CA certificate is in caPubs and is the chain.
+    fn issue_ir(ca: &DemoCa, n: u8) -> Vec<u8> {
+        let key = SoftwareKey::generate(KeyType::EcP256).unwrap();
+        let mut info = request(&key);
+        info.kind = RequestKind::Ir;
+        info.transaction_id = vec![n; 16];
+        match ca.certificate_request(&info) {
+            Decision::Issue(i) => {
+                assert_eq!(i.ca_pubs, vec![ca.cert().to_der().unwrap()]);
+                assert_eq!(i.chain, vec![ca.cert().to_der().unwrap()]);
+                i.cert
+            }
+            _ => panic!("the demo CA did not issue"),
+        }
+    }
+
+    #[test]
+    fn confirming_marks_exactly_that_certificate_old_or_new() {
+        let ca = DemoCa::generate().unwrap();
+        let certs: Vec<Vec<u8>> = (0..4).map(|n| issue_ir(&ca, n)).collect();
+        ca.cert_confirm(&[0; 16], &certs[0], true);
+        ca.cert_confirm(&[2; 16], &certs[2], true);
+        ca.cert_confirm(&[3; 16], &certs[3], false);
+        let issued = ca.issued();
+        let confirmed: Vec<bool> = issued.iter().map(|c| c.confirmed).collect();
+        assert_eq!(
+            confirmed,
+            [true, false, true],
+            "the rejected one is forgotten"
+        );
+        assert_eq!(issued[1].der, certs[1]);
     }
 }

@@ -530,6 +530,11 @@ struct ServerConn<'a> {
     pos: usize,
     /// Bytes of the current request received so far (for timeout handling).
     request_bytes: usize,
+    /// The read timeout last set on the socket: it is set again only when it changes, so
+    /// a request costs no `setsockopt` call on a busy connection.
+    read_timeout: Option<Duration>,
+    /// Whether the write timeout has been set (it is the same for every response).
+    write_timeout_set: bool,
 }
 
 impl ServerConn<'_> {
@@ -570,8 +575,11 @@ impl ServerConn<'_> {
                 });
             }
             let wait = (deadline - now).min(TICK);
-            if self.stream.set_read_timeout(Some(wait)).is_err() {
-                return Err(ReadError::Io);
+            if self.read_timeout != Some(wait) {
+                if self.stream.set_read_timeout(Some(wait)).is_err() {
+                    return Err(ReadError::Io);
+                }
+                self.read_timeout = Some(wait);
             }
             match self.stream.read(&mut tmp) {
                 Ok(0) => {
@@ -598,9 +606,12 @@ impl ServerConn<'_> {
 
     /// Writes a whole response within the write timeout.
     fn send(&mut self, data: &[u8]) -> bool {
-        let _ = self
-            .stream
-            .set_write_timeout(Some(self.shared.options.write_timeout));
+        if !self.write_timeout_set {
+            let _ = self
+                .stream
+                .set_write_timeout(Some(self.shared.options.write_timeout));
+            self.write_timeout_set = true;
+        }
         self.stream.write_all(data).is_ok() && self.stream.flush().is_ok()
     }
 
@@ -720,6 +731,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         buf: Vec::new(),
         pos: 0,
         request_bytes: 0,
+        read_timeout: None,
+        write_timeout_set: false,
     };
     let mut served = 0usize;
     loop {
