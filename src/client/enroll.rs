@@ -538,7 +538,7 @@ impl Transaction {
         let log = self.config.log.clone();
         let op = self.operation_name();
         crate::log::log(&log, LogLevel::Info, || {
-            let body = PkiMessage::from_der(bytes)
+            let body = message::from_der_checked::<PkiMessage>(bytes)
                 .map(|m| m.body.name())
                 .unwrap_or("undecodable message");
             format!("{op}: received {body} ({} bytes)", bytes.len())

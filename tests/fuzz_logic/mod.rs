@@ -307,10 +307,15 @@ fn fuzz_server() -> &'static cmpkit::server::Server {
     })
 }
 
+/// The answer of the `server_process` server to `data`.
+pub fn server_process_answer(data: &[u8]) -> Vec<u8> {
+    fuzz_server().process(data)
+}
+
 /// `server_process`: whatever the bytes, the server answers with a DER PKIMessage (an error
 /// message for anything it cannot accept) and does not panic.
 pub fn server_process(data: &[u8]) {
-    let answer = fuzz_server().process(data);
+    let answer = server_process_answer(data);
     let msg = PkiMessage::from_der(&answer)
         .unwrap_or_else(|e| panic!("the server's answer is not a PKIMessage: {e}"));
     assert!(
