@@ -177,7 +177,7 @@ fn client_response_target_replay() {
 #[test]
 fn ffi_bytes_target_replay() {
     // Each exec starts a transaction (its ir MAC-protected with one PBM iteration, set by
-    // cmpkit_ctx_set_mac_iterations) and builds a context: ~6 ms in a debug build.
+    // cmpkit_ctx_set_mac_iterations) and builds a context: 2-6 ms in a debug build.
     run("ffi_bytes", 0x5eed_0003, 600, fuzz_logic::ffi_bytes);
 }
 

@@ -384,6 +384,57 @@ mod tests {
     use der::Encode;
 
     #[test]
+    fn der_lengths_are_checked_against_their_enclosing_encoding() {
+        let ok: &[&[u8]] = &[
+            &[],
+            &[0x30, 0x00],
+            &[0x30, 0x03, 0x04, 0x01, 0xaa, 0x05, 0x00],
+            // High tag number form ([31] and [200], constructed), primitive contents that
+            // look like a too-long TLV (not looked into).
+            &[0xbf, 0x1f, 0x02, 0x05, 0x00],
+            &[0xbf, 0x81, 0x48, 0x03, 0x04, 0x01, 0xff],
+            &[0x04, 0x02, 0x04, 0x84],
+            // Long form lengths.
+            &[0x04, 0x81, 0x01, 0x00],
+        ];
+        for d in ok {
+            assert!(check_der_lengths(d).is_ok(), "{d:02x?}");
+        }
+        let bad: &[&[u8]] = &[
+            // A field longer than its SEQUENCE, or than the input.
+            &[0x30, 0x03, 0x04, 0x02, 0xaa],
+            &[0x30, 0x03, 0x04, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x06, 0x04, 0x84, 0x84, 0x84, 0x84, 0x84],
+            &[0x04, 0x02, 0x00],
+            // Deep inside: the third level claims more than the second holds.
+            &[0x30, 0x06, 0x30, 0x04, 0x31, 0x03, 0x02, 0x01],
+            // Cut inside a tag or the length octets.
+            &[0x30, 0x02, 0x1f, 0x81],
+            &[0x30, 0x02, 0x04, 0x82],
+            &[0x04],
+            // Indefinite length; five length octets.
+            &[0x30, 0x80, 0x00, 0x00],
+            &[0x04, 0x85, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00],
+        ];
+        for d in bad {
+            assert!(check_der_lengths(d).is_err(), "{d:02x?}");
+        }
+        // Deep nesting is walked without recursion.
+        // 100 000 SEQUENCEs (six-octet headers) around an empty one.
+        let depth: u32 = 100_000;
+        let mut deep = Vec::new();
+        for i in 0..depth {
+            deep.extend_from_slice(&[0x30, 0x84]);
+            deep.extend_from_slice(&(6 * (depth - 1 - i) + 2).to_be_bytes());
+        }
+        deep.extend_from_slice(&[0x30, 0x00]);
+        assert!(check_der_lengths(&deep).is_ok());
+        let last = deep.len() - 1;
+        deep[last] = 0x01;
+        assert!(check_der_lengths(&deep).is_err());
+    }
+
+    #[test]
     fn openssl_style_and_rfc4514_names_encode_the_same() {
         let a = parse_name("/O=Example/CN=Device 1").unwrap();
         let b = parse_name("CN=Device 1,O=Example").unwrap();

@@ -117,8 +117,10 @@ pub fn der_tlv_len(d: &[u8]) -> Option<usize> {
 /// checks after the protection are reached. `None` if it does not decode or cannot be
 /// protected (e.g. hostile MAC parameters, which the raw feed covers).
 pub fn fix_up(rsp: &[u8], request: &[u8]) -> Option<Vec<u8>> {
-    let req = PkiMessage::from_der(request).ok()?;
-    let mut msg = PkiMessage::from_der(rsp).ok()?;
+    let req = message::decode(request, usize::MAX).ok()?;
+    // message::decode, not PkiMessage::from_der: it refuses lengths that der would try to
+    // allocate before checking them (tests/regressions/decode-senderkid-4gib-length.bin).
+    let mut msg = message::decode(rsp, usize::MAX).ok()?;
     msg.header.transaction_id = req.header.transaction_id.clone();
     msg.header.recip_nonce = req.header.sender_nonce.clone();
     if msg.header.sender_nonce.is_none() {
