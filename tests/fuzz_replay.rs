@@ -1,11 +1,12 @@
 //! The fuzz targets' logic (tests/fuzz_logic, also built by `cargo fuzz` from fuzz/) as a
-//! plain test: every seed (tests/vectors/**/*.der and the crash regressions in
-//! tests/regressions/) plus a fixed number of random mutations of them, from a fixed seed,
-//! so a failure reproduces. std only. The mutation count per target is
+//! plain test: every seed (tests/vectors/**/*.der, the crash regressions in
+//! tests/regressions/ and our own messages) plus a fixed number of random mutations of them,
+//! from a fixed seed, so a failure reproduces. std only. The mutation count per target is
 //! `CMPKIT_FUZZ_MUTATIONS` (default below); longer coverage-guided runs: fuzz/README.md.
 
 mod fuzz_logic;
 
+use cmpkit::message;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,7 +33,8 @@ fn files_under(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The seed corpus: the DER vectors and the regression inputs, sorted by path.
+/// The seed corpus: the DER vectors and the regression inputs, sorted by path, then our own
+/// messages ([`fuzz_logic::own_messages`]).
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut paths = Vec::new();
@@ -45,6 +47,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
             let b = std::fs::read(&p).unwrap();
             (p.strip_prefix(root).unwrap().display().to_string(), b)
         })
+        .chain(fuzz_logic::own_messages())
         .collect()
 }
 
@@ -173,9 +176,9 @@ fn client_response_target_replay() {
 
 #[test]
 fn ffi_bytes_target_replay() {
-    // Each exec starts a transaction whose request the context protects with PBM at the
-    // C API's default 10 000 iterations: ~15 ms.
-    run("ffi_bytes", 0x5eed_0003, 300, fuzz_logic::ffi_bytes);
+    // Each exec starts a transaction (its ir MAC-protected with one PBM iteration, set by
+    // cmpkit_ctx_set_mac_iterations) and builds a context: 2-6 ms in a debug build.
+    run("ffi_bytes", 0x5eed_0003, 600, fuzz_logic::ffi_bytes);
 }
 
 #[test]
@@ -186,4 +189,31 @@ fn server_process_target_replay() {
         2_000,
         fuzz_logic::server_process,
     );
+}
+
+/// Our own messages (client and server flows, [`fuzz_logic::own_messages`]) through every
+/// target; with `CMPKIT_FUZZ_SEED_DIR` set, also written there for `fuzz/seed.sh`.
+#[test]
+fn own_messages_seeds() {
+    let own = fuzz_logic::own_messages();
+    // ir, cr, kur: request, answer, certConf, pkiConf; rr, genm: request, answer.
+    assert_eq!(own.len(), 16, "own messages: {}", own.len());
+    for (name, bytes) in &own {
+        fuzz_logic::decode(bytes);
+        fuzz_logic::client_response(bytes, &mut fuzz_logic::ClientStats::default());
+        fuzz_logic::ffi_bytes(bytes);
+        fuzz_logic::server_process(bytes);
+        assert!(
+            message::decode(bytes, usize::MAX).is_ok(),
+            "{name} does not decode"
+        );
+    }
+    if let Some(dir) = std::env::var_os("CMPKIT_FUZZ_SEED_DIR") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &own {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        println!("{} own messages written to {}", own.len(), dir.display());
+    }
 }

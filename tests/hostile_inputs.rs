@@ -21,6 +21,52 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The system allocator, remembering per thread the largest size requested (see
+/// [`largest_allocation_in`]).
+struct LargestRequest;
+
+thread_local! {
+    static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn note_request(size: usize) {
+    // try_with: no panic while the thread is being torn down.
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: forwards every call to the system allocator, only noting sizes.
+unsafe impl std::alloc::GlobalAlloc for LargestRequest {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        note_request(l.size());
+        // SAFETY: the caller's layout contract, passed on.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+        note_request(l.size());
+        // SAFETY: as alloc.
+        unsafe { std::alloc::System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        note_request(new_size);
+        // SAFETY: `p` came from this allocator with `l`; the caller's contract for new_size.
+        unsafe { std::alloc::System.realloc(p, l, new_size) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: `p` came from this allocator with `l`.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: LargestRequest = LargestRequest;
+
+/// The largest single allocation (bytes) `f` requests on this thread.
+fn largest_allocation_in<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|l| l.set(0));
+    let r = f();
+    (r, LARGEST.with(|l| l.get()))
+}
+
 fn vector_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/openssl-3.0")
 }
@@ -304,6 +350,85 @@ fn absurd_der_lengths_are_malformed_and_fast() {
         assert!(took < Duration::from_millis(100), "{what}: {took:?}");
         println!("absurd length: {what}: malformed-message in {took:?}");
     }
+}
+
+/// Regression (fuzz/ `decode`, tests/regressions/decode-senderkid-4gib-length.bin): a
+/// 1133-byte ir whose senderKID claimed 0x84848484 bytes made der allocate 2.2 GB before
+/// noticing the input was shorter. Every field of a message that claims more than its
+/// enclosing encoding holds is now refused before any such allocation, wherever a peer's
+/// message is decoded: message::decode, the server, the client (with logging on) and
+/// server::summarize.
+#[test]
+fn lengths_beyond_the_enclosing_encoding_allocate_nothing_big() {
+    const BIG: usize = 16 << 20;
+    let regression = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/regressions/decode-senderkid-4gib-length.bin"),
+    )
+    .unwrap();
+    let req = vector("ir_mac_req_1.der");
+    let rsp = vector("ir_mac_rsp_1.der");
+    // Every primitive TLV inside the ir and ip in turn claims 0x84 ffffffff (the message's
+    // remaining bytes shifted, all enclosing lengths left as they were).
+    let mut cases = vec![("regression".to_owned(), regression)];
+    for (name, msg) in [("ir", &req), ("ip", &rsp)] {
+        let mut at = 0;
+        let mut n = 0;
+        while at + 2 <= msg.len() {
+            let hl = hdr_len(&msg[at..]);
+            let constructed = msg[at] & 0x20 != 0;
+            if !constructed && msg[at] & 0x1f != 0x1f {
+                let mut m = msg.clone();
+                m.splice(at + 1..at + hl, [0x84, 0xff, 0xff, 0xff, 0xff]);
+                cases.push((format!("{name}: TLV at {at}"), m));
+                n += 1;
+            }
+            at += if constructed {
+                hl
+            } else {
+                hl + der_content_len(&msg[at..])
+            };
+        }
+        assert!(n > 20, "{name}: only {n} primitive TLVs");
+    }
+    let logged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = {
+        let mut c = fuzz_logic::mac_config(fuzz_logic::FUZZ_LIMITS);
+        let logged = logged.clone();
+        c.log = Some(cmpkit::log::Logger::new(
+            cmpkit::log::LogLevel::Debug,
+            move |_, _| {
+                logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        ));
+        Arc::new(c)
+    };
+    for (what, bytes) in &cases {
+        let (code, largest) = largest_allocation_in(|| decode_code(bytes).map(|_| ()));
+        assert_eq!(code, Err(ErrorCode::MalformedMessage), "{what}");
+        assert!(largest < BIG, "{what}: decode allocated {largest} bytes");
+        let (_, largest) = largest_allocation_in(|| cmpkit::server::summarize(bytes));
+        assert!(largest < BIG, "{what}: summarize allocated {largest} bytes");
+        let (code, largest) = largest_allocation_in(|| client_code(&client, bytes));
+        assert_eq!(code, ErrorCode::MalformedMessage, "{what}");
+        assert!(
+            largest < BIG,
+            "{what}: the client allocated {largest} bytes"
+        );
+        let (answer, largest) = largest_allocation_in(|| fuzz_logic::server_process_answer(bytes));
+        assert!(
+            largest < BIG,
+            "{what}: the server allocated {largest} bytes"
+        );
+        assert!(PkiMessage::from_der(&answer).is_ok(), "{what}: the answer");
+    }
+    assert!(logged.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    println!("{} messages with an overlong field: refused", cases.len());
+}
+
+/// The content length of the TLV at the start of `d`.
+fn der_content_len(d: &[u8]) -> usize {
+    fuzz_logic::der_tlv_len(d).unwrap() - hdr_len(d)
 }
 
 /// `depth` SEQUENCEs nested inside each other, innermost empty (minimal DER lengths).

@@ -325,7 +325,9 @@ impl Transaction {
                 if request.sans.is_empty() {
                     if let Some(exts) = tbs.extensions() {
                         for e in exts.iter().filter(|e| e.extn_id == oid::SUBJECT_ALT_NAME) {
-                            let san = SubjectAltName::from_der(e.extn_value.as_bytes())?;
+                            let san = message::from_der_checked::<SubjectAltName>(
+                                e.extn_value.as_bytes(),
+                            )?;
                             request.sans = san.0;
                         }
                     }
@@ -543,7 +545,7 @@ impl Transaction {
         let log = self.config.log.clone();
         let op = self.operation_name();
         crate::log::log(&log, LogLevel::Info, || {
-            let body = PkiMessage::from_der(bytes)
+            let body = message::from_der_checked::<PkiMessage>(bytes)
                 .map(|m| m.body.name())
                 .unwrap_or("undecodable message");
             format!("{op}: received {body} ({} bytes)", bytes.len())
@@ -1281,7 +1283,9 @@ fn check_cmc_eku(cert: &X509) -> Result<()> {
         .flatten()
         .filter(|e| e.extn_id == oid::EXT_KEY_USAGE)
     {
-        let eku = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes())?;
+        let eku = crate::message::from_der_checked::<x509_cert::ext::pkix::ExtendedKeyUsage>(
+            e.extn_value.as_bytes(),
+        )?;
         ekus.extend(eku.0);
     }
     if ekus

@@ -280,7 +280,7 @@ pub(crate) fn extract_private_key(
     let invalid = |d: String| Error::new(ErrorCode::KeyPackageInvalid, d);
     match content_type {
         o if o == oid::CT_SIGNED_DATA => {
-            let sd = SignedData::from_der(content)
+            let sd = crate::message::from_der_checked::<SignedData>(content)
                 .map_err(|e| invalid(format!("the decrypted content is not a SignedData: {e}")))?;
             if sd.encap_content_info.econtent_type != oid::CT_KP_A_KEY_PACKAGE {
                 return Err(invalid(format!(
@@ -339,7 +339,7 @@ pub(crate) fn extract_private_key(
 
 /// The one `OneAsymmetricKey` of an `AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey`.
 fn single_key(package: &[u8]) -> Result<SecretBytes> {
-    let keys = Vec::<Any>::from_der(package).map_err(|e| {
+    let keys = crate::message::from_der_checked::<Vec<Any>>(package).map_err(|e| {
         Error::new(
             ErrorCode::KeyPackageInvalid,
             format!("not an AsymmetricKeyPackage: {e}"),
@@ -396,7 +396,9 @@ fn check_kga_eku(cert: &X509) -> Result<()> {
         .flatten()
         .filter(|e| e.extn_id == oid::EXT_KEY_USAGE)
     {
-        let eku = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes())?;
+        let eku = crate::message::from_der_checked::<x509_cert::ext::pkix::ExtendedKeyUsage>(
+            e.extn_value.as_bytes(),
+        )?;
         if eku.0.contains(&oid::KP_CM_KGA) {
             return Ok(());
         }

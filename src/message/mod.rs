@@ -26,7 +26,7 @@ pub fn decode(bytes: &[u8], max_size: usize) -> Result<PkiMessage> {
     if bytes.is_empty() {
         return Err(Error::new(ErrorCode::MalformedMessage, "empty message"));
     }
-    PkiMessage::from_der(bytes).map_err(|e| {
+    from_der_checked::<PkiMessage>(bytes).map_err(|e| {
         Error::new(
             ErrorCode::MalformedMessage,
             format!("not a DER PKIMessage: {e}"),
@@ -37,6 +37,84 @@ pub fn decode(bytes: &[u8], max_size: usize) -> Result<PkiMessage> {
 /// Octets as lowercase hexadecimal (for messages and logs).
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `T::from_der` after [`check_der_lengths`]: for bytes from a peer.
+pub(crate) fn from_der_checked<'a, T: Decode<'a>>(
+    bytes: &'a [u8],
+) -> std::result::Result<T, T::Error> {
+    check_der_lengths(bytes)?;
+    T::from_der(bytes)
+}
+
+/// Check that the length of every TLV in `bytes` fits in what encloses it (the input, or the
+/// constructed encoding it sits in), descending into every constructed encoding; the
+/// contents of primitive ones are not looked into. `der` (0.8.0-rc.2) allocates the length
+/// an OCTET STRING, UTF8String, BMPString or ANY claims before checking it against the
+/// input: without this check a 1 KiB message claiming a 4 GiB senderKID makes it request
+/// 4 GiB (found by fuzz/ `decode`; an allocation failure aborts the process). Iterative,
+/// so deep nesting costs no stack. Indefinite lengths (not DER) are refused.
+pub(crate) fn check_der_lengths(bytes: &[u8]) -> der::Result<()> {
+    use der::{ErrorKind, Length};
+    let len_of = |n: usize| Length::try_from(n).unwrap_or(Length::MAX);
+    // The end offsets of the enclosing constructed encodings, innermost last.
+    let mut ends = vec![bytes.len()];
+    let mut pos = 0usize;
+    while let Some(&end) = ends.last() {
+        if pos == end {
+            ends.pop();
+            continue;
+        }
+        let start = pos;
+        let within = &bytes[..end];
+        let short = |expected: usize| {
+            let kind = ErrorKind::Incomplete {
+                expected_len: len_of(expected),
+                actual_len: len_of(end),
+            };
+            der::Error::new(kind, len_of(start))
+        };
+        // Identifier octets: the first, then (high tag number form) up to the one without
+        // bit 8 set.
+        let first = within[pos];
+        pos += 1;
+        if first & 0x1f == 0x1f {
+            loop {
+                let b = *within.get(pos).ok_or_else(|| short(pos + 1))?;
+                pos += 1;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        // Length octets: short form, or long form with up to four octets (der's limit).
+        let l0 = *within.get(pos).ok_or_else(|| short(pos + 1))?;
+        pos += 1;
+        let len = match l0 {
+            0..=0x7f => usize::from(l0),
+            0x80 => return Err(der::Error::new(ErrorKind::IndefiniteLength, len_of(start))),
+            0x81..=0x84 => {
+                let n = usize::from(l0 & 0x7f);
+                let octets = within.get(pos..pos + n).ok_or_else(|| short(pos + n))?;
+                pos += n;
+                octets
+                    .iter()
+                    .fold(0usize, |a, &b| (a << 8) | usize::from(b))
+            }
+            _ => return Err(der::Error::new(ErrorKind::Overlength, len_of(start))),
+        };
+        let content_end = pos.saturating_add(len);
+        if content_end > end {
+            return Err(short(content_end));
+        }
+        if first & 0x20 != 0 {
+            // Constructed: its contents are TLVs, checked next.
+            ends.push(content_end);
+        } else {
+            pos = content_end;
+        }
+    }
+    Ok(())
 }
 
 /// Parse a distinguished name written the OpenSSL way (`/CN=Device 1/O=Example`) or as an
@@ -309,6 +387,57 @@ impl fmt::Display for PeerStatus {
 mod tests {
     use super::*;
     use der::Encode;
+
+    #[test]
+    fn der_lengths_are_checked_against_their_enclosing_encoding() {
+        let ok: &[&[u8]] = &[
+            &[],
+            &[0x30, 0x00],
+            &[0x30, 0x03, 0x04, 0x01, 0xaa, 0x05, 0x00],
+            // High tag number form ([31] and [200], constructed), primitive contents that
+            // look like a too-long TLV (not looked into).
+            &[0xbf, 0x1f, 0x02, 0x05, 0x00],
+            &[0xbf, 0x81, 0x48, 0x03, 0x04, 0x01, 0xff],
+            &[0x04, 0x02, 0x04, 0x84],
+            // Long form lengths.
+            &[0x04, 0x81, 0x01, 0x00],
+        ];
+        for d in ok {
+            assert!(check_der_lengths(d).is_ok(), "{d:02x?}");
+        }
+        let bad: &[&[u8]] = &[
+            // A field longer than its SEQUENCE, or than the input.
+            &[0x30, 0x03, 0x04, 0x02, 0xaa],
+            &[0x30, 0x03, 0x04, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x06, 0x04, 0x84, 0x84, 0x84, 0x84, 0x84],
+            &[0x04, 0x02, 0x00],
+            // Deep inside: the third level claims more than the second holds.
+            &[0x30, 0x06, 0x30, 0x04, 0x31, 0x03, 0x02, 0x01],
+            // Cut inside a tag or the length octets.
+            &[0x30, 0x02, 0x1f, 0x81],
+            &[0x30, 0x02, 0x04, 0x82],
+            &[0x04],
+            // Indefinite length; five length octets.
+            &[0x30, 0x80, 0x00, 0x00],
+            &[0x04, 0x85, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00],
+        ];
+        for d in bad {
+            assert!(check_der_lengths(d).is_err(), "{d:02x?}");
+        }
+        // Deep nesting is walked without recursion.
+        // 100 000 SEQUENCEs (six-octet headers) around an empty one.
+        let depth: u32 = 100_000;
+        let mut deep = Vec::new();
+        for i in 0..depth {
+            deep.extend_from_slice(&[0x30, 0x84]);
+            deep.extend_from_slice(&(6 * (depth - 1 - i) + 2).to_be_bytes());
+        }
+        deep.extend_from_slice(&[0x30, 0x00]);
+        assert!(check_der_lengths(&deep).is_ok());
+        let last = deep.len() - 1;
+        deep[last] = 0x01;
+        assert!(check_der_lengths(&deep).is_err());
+    }
 
     #[test]
     fn openssl_style_and_rfc4514_names_encode_the_same() {

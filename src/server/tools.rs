@@ -5,7 +5,6 @@
 use super::{CaHandler, CertRequestInfo, Decision, RevocationRequest};
 use crate::asn1::{InfoTypeAndValue, PkiBody, PkiMessage};
 use crate::message::PeerStatus;
-use der::Decode;
 use std::sync::Arc;
 
 /// Wraps a [`CaHandler`]: every certificate request is answered "waiting" `polls` times
@@ -61,7 +60,7 @@ impl CaHandler for PollingCa {
 /// e.g. `ir`, `ip accepted`, `error rejection (failInfo: badPOP): "..."`, `pollRep waiting`.
 /// Garbage gives `undecodable (N bytes)`.
 pub fn summarize(der: &[u8]) -> String {
-    let Ok(m) = PkiMessage::from_der(der) else {
+    let Ok(m) = crate::message::from_der_checked::<PkiMessage>(der) else {
         return format!("undecodable ({} bytes)", der.len());
     };
     let name = m.body.name();

@@ -117,8 +117,10 @@ pub fn der_tlv_len(d: &[u8]) -> Option<usize> {
 /// checks after the protection are reached. `None` if it does not decode or cannot be
 /// protected (e.g. hostile MAC parameters, which the raw feed covers).
 pub fn fix_up(rsp: &[u8], request: &[u8]) -> Option<Vec<u8>> {
-    let req = PkiMessage::from_der(request).ok()?;
-    let mut msg = PkiMessage::from_der(rsp).ok()?;
+    let req = message::decode(request, usize::MAX).ok()?;
+    // message::decode, not PkiMessage::from_der: it refuses lengths that der would try to
+    // allocate before checking them (tests/regressions/decode-senderkid-4gib-length.bin).
+    let mut msg = message::decode(rsp, usize::MAX).ok()?;
     msg.header.transaction_id = req.header.transaction_id.clone();
     msg.header.recip_nonce = req.header.sender_nonce.clone();
     if msg.header.sender_nonce.is_none() {
@@ -224,6 +226,10 @@ unsafe fn ffi_state() -> FfiState {
             cmpkit_ctx_set_max_iterations(ctx, FUZZ_LIMITS.max_iterations),
             ErrorCode::Ok
         );
+        // One PBM iteration for our requests (the default 10 000 made every execution cost
+        // ~15 ms of key derivation, mostly under ASan); responses are still capped by
+        // FUZZ_LIMITS.
+        assert_eq!(cmpkit_ctx_set_mac_iterations(ctx, 1), ErrorCode::Ok);
         let mut key = null_mut();
         assert_eq!(cmpkit_key_generate(1, 0, &mut key), ErrorCode::Ok);
         let mut req = null_mut();
@@ -303,10 +309,15 @@ fn fuzz_server() -> &'static cmpkit::server::Server {
     })
 }
 
+/// The answer of the `server_process` server to `data`.
+pub fn server_process_answer(data: &[u8]) -> Vec<u8> {
+    fuzz_server().process(data)
+}
+
 /// `server_process`: whatever the bytes, the server answers with a DER PKIMessage (an error
 /// message for anything it cannot accept) and does not panic.
 pub fn server_process(data: &[u8]) {
-    let answer = fuzz_server().process(data);
+    let answer = server_process_answer(data);
     let msg = PkiMessage::from_der(&answer)
         .unwrap_or_else(|e| panic!("the server's answer is not a PKIMessage: {e}"));
     assert!(
@@ -314,4 +325,72 @@ pub fn server_process(data: &[u8]) {
         "answer pvno {}",
         msg.header.pvno
     );
+}
+
+/// Our own messages, for the seed corpora: complete exchanges between our client (MAC
+/// credentials as in [`start_ir`]) and the `server_process` server — ir, cr, kur and rr (for
+/// the ir's certificate), genm — every request and answer in order,
+/// named `own_<operation>_<n>_<req|rsp>.der`. Panics if an exchange does not succeed, so
+/// the seeds stay the messages of a working flow.
+pub fn own_messages() -> Vec<(String, Vec<u8>)> {
+    use cmpkit::client::{genm, Operation};
+    use cmpkit::crypto::cert::parse_pem_or_der;
+    static C: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    let config = C.get_or_init(|| Arc::new(mac_config(FUZZ_LIMITS)));
+    let enroll = |cn: &str| EnrollRequest {
+        subject: Some(message::parse_name(&format!("/CN={cn}")).expect("name")),
+        sans: Vec::new(),
+        key: key(),
+    };
+    let mut out = Vec::new();
+    let mut run = |name: &str, op: Operation| -> Transaction {
+        let mut tx = Transaction::start(config.clone(), op)
+            .unwrap_or_else(|e| panic!("own {name}: start: {e}"));
+        let mut n = 1;
+        while let Some(req) = tx.pending_request().map(<[u8]>::to_vec) {
+            let rsp = fuzz_server().process(&req);
+            tx.handle_response(&rsp)
+                .unwrap_or_else(|e| panic!("own {name}: response {n}: {e}"));
+            out.push((format!("own_{name}_{n}_req.der"), req));
+            out.push((format!("own_{name}_{n}_rsp.der"), rsp));
+            n += 1;
+        }
+        tx.result()
+            .unwrap_or_else(|e| panic!("own {name}: result: {e}"));
+        tx
+    };
+    let ir = run("ir", Operation::Ir(enroll("fuzz-ir")));
+    let cert_der = ir
+        .response()
+        .certificate
+        .clone()
+        .expect("ir: a certificate");
+    let cert = parse_pem_or_der(&cert_der)
+        .expect("ir: the certificate parses")
+        .remove(0);
+    run("cr", Operation::Cr(enroll("fuzz-cr")));
+    run(
+        "kur",
+        Operation::Kur {
+            request: enroll("fuzz-kur"),
+            old_cert: cert.clone(),
+            old_key: None,
+        },
+    );
+    run(
+        "rr",
+        Operation::Rr {
+            cert,
+            reason: Some(1),
+            key: None,
+        },
+    );
+    run(
+        "genm",
+        Operation::Genm(vec![
+            genm::ca_certs_request(),
+            genm::cert_req_template_request(),
+        ]),
+    );
+    out
 }
