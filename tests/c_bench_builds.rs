@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cexamples::{describe, lib_dir};
+use common::cexamples::{cc_against_cmpkit, describe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -43,36 +43,16 @@ fn openssl_flags() -> (Vec<String>, Vec<String>) {
 fn compile(name: &str, extra: &[&str]) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = common::new_work_dir("c-bench").join(name);
-    let lib = lib_dir();
     let (cflags, libs) = openssl_flags();
-    let out = Command::new("cc")
-        .args([
-            "-std=c11",
-            "-O1",
-            "-Wall",
-            "-Wextra",
-            "-Wpedantic",
-            "-Werror",
-        ])
-        .arg("-I")
-        .arg(root.join("include"))
-        .args(&cflags)
-        .args(extra)
-        .arg(root.join("bench/c/cmp_side_by_side.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(lib)
-        .arg("-lcmpkit")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .args(&libs)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "cc cmp_side_by_side.c failed:\n{}",
-        describe(&out)
+    let flags: Vec<String> = std::iter::once("-O1".to_owned())
+        .chain(cflags)
+        .chain(extra.iter().map(|f| f.to_string()))
+        .collect();
+    cc_against_cmpkit(
+        &root.join("bench/c/cmp_side_by_side.c"),
+        &exe,
+        &flags,
+        &libs,
     );
     exe
 }

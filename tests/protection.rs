@@ -404,17 +404,7 @@ fn mac_over_the_received_der_covers_header_and_body_only() {
     let m = PkiMessage::from_der(&extra_changed).unwrap();
     verify_mac_der(&m, &extra_changed, b"s", &limits(), None).unwrap();
     // The transactionID is in the header.
-    let tid = msg
-        .header
-        .transaction_id
-        .as_ref()
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let at = der.windows(tid.len()).position(|w| w == tid).unwrap();
-    let mut header_changed = der.clone();
-    header_changed[at] ^= 1;
-    let m = PkiMessage::from_der(&header_changed).unwrap();
+    let (m, header_changed) = with_transaction_id_changed(&der);
     let err = verify_mac_der(&m, &header_changed, b"s", &limits(), None).unwrap_err();
     assert_eq!(err.code, ErrorCode::MacMismatch);
     // Not a PKIMessage at all.
@@ -548,6 +538,16 @@ fn explicit_params_are_derived_once_through_the_cache() {
     assert_eq!(m.cache.derivations(), 2);
 }
 
+/// `der` with one bit flipped in its transactionID (in the header), and that decoded.
+fn with_transaction_id_changed(der: &[u8]) -> (PkiMessage, Vec<u8>) {
+    let msg = PkiMessage::from_der(der).unwrap();
+    let tid = msg.header.transaction_id.unwrap().as_bytes().to_vec();
+    let at = der.windows(tid.len()).position(|w| w == tid).unwrap();
+    let mut changed = der.to_vec();
+    changed[at] ^= 1;
+    (PkiMessage::from_der(&changed).unwrap(), changed)
+}
+
 fn signature_round_trip(key: SoftwareKey) {
     let alg = key.algorithm();
     let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
@@ -558,17 +558,7 @@ fn signature_round_trip(key: SoftwareKey) {
     verify_signature(&decoded, &public).unwrap();
     // Over the header and body as received: also for EdDSA, which signs the joined parts.
     verify_signature_der(&decoded, &der, &public).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
-    let tid = decoded
-        .header
-        .transaction_id
-        .as_ref()
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let at = der.windows(tid.len()).position(|w| w == tid).unwrap();
-    let mut changed = der.clone();
-    changed[at] ^= 1;
-    let m = PkiMessage::from_der(&changed).unwrap();
+    let (m, changed) = with_transaction_id_changed(&der);
     let err = verify_signature_der(&m, &changed, &public).unwrap_err();
     assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
     protect(&mut msg, &protection).unwrap();

@@ -69,6 +69,21 @@ pub fn compile_with(name: &str, variant: &str, flags: &[&str]) -> PathBuf {
         return exe;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = root.join("c-examples").join(format!("{name}.c"));
+    cc_against_cmpkit(&source, &exe, flags, &[] as &[&str]);
+    exe
+}
+
+/// Compiles the C11 program `source` warning-free (`-Werror`) against `include/cmpkit.h`
+/// and this build's cdylib into `exe`: `flags` come before the source, `libs` after
+/// `-lcmpkit`. Panics with the compiler's output on failure.
+pub fn cc_against_cmpkit(
+    source: &Path,
+    exe: &Path,
+    flags: &[impl AsRef<OsStr>],
+    libs: &[impl AsRef<OsStr>],
+) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = lib_dir();
     let out = Command::new("cc")
         .args([
@@ -81,24 +96,26 @@ pub fn compile_with(name: &str, variant: &str, flags: &[&str]) -> PathBuf {
         ])
         .arg(root.join("include"))
         .args(flags)
-        .arg(root.join("c-examples").join(format!("{name}.c")))
+        .arg(source)
         .arg("-o")
-        .arg(&exe)
+        .arg(exe)
         .arg("-L")
         .arg(lib)
         .arg("-lcmpkit")
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(libs)
         .stdin(Stdio::null())
         .output()
         .expect("run cc");
     assert!(
         out.status.success(),
-        "cc {name}.c failed:\n{}",
+        "cc {} failed:\n{}",
+        source.display(),
         describe(&out)
     );
-    exe
 }
 
+/// A process's exit status and output, for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(
         "{}\n--- stdout:\n{}--- stderr:\n{}",
