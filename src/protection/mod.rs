@@ -37,6 +37,7 @@ use openssl::pkey::{PKey, Public};
 use openssl::sha;
 use spki::AlgorithmIdentifierOwned;
 use std::sync::{Arc, Mutex};
+use x509_cert::ext::pkix::name::GeneralName;
 
 /// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
 pub const MAX_SALT_LEN: usize = 256;
@@ -754,6 +755,54 @@ fn verify_signature_input(
     };
     crate::crypto::verify_signature_parts(sig_alg, signer_public_key, &parts, value)
         .map_err(|e| e.context("message protection"))
+}
+
+/// Check a signature-protected `msg` against trust anchors: its first extraCert must
+/// validate against `trust` (the other extraCerts and `untrusted` may complete the path),
+/// its signature must verify with that certificate's key (over the header and body as
+/// received in `der`, when given), and a directoryName sender must be its subject. Returns
+/// the validated signer.
+///
+/// Errors, each detail naming the check: [`ErrorCode::SignerNotTrusted`] (no certificate,
+/// or it does not validate), [`ErrorCode::BadCertificate`] (an extraCert does not parse),
+/// [`ErrorCode::UnsupportedAlgorithm`], [`ErrorCode::SignatureInvalid`],
+/// [`ErrorCode::SenderMismatch`].
+pub fn verify_signed_by_trusted(
+    msg: &PkiMessage,
+    der: Option<&[u8]>,
+    trust: &crate::crypto::TrustStore,
+    untrusted: &[openssl::x509::X509],
+) -> Result<Arc<crate::crypto::ValidatedCert>> {
+    let certs = msg.extra_certs.as_deref().unwrap_or_default();
+    let Some(first) = certs.first() else {
+        return fail(
+            ErrorCode::SignerNotTrusted,
+            "signer check: no protection certificate in extraCerts",
+        );
+    };
+    let signer = trust
+        .validate_der(&first.to_der()?, || {
+            let mut all = untrusted.to_vec();
+            for c in &certs[1..] {
+                all.push(crate::crypto::cert::parse_der(&c.to_der()?)?);
+            }
+            Ok(all)
+        })
+        .map_err(|e| e.context("signer check"))?;
+    match der {
+        Some(der) => verify_signature_der(msg, der, &signer.public_key),
+        None => verify_signature(msg, &signer.public_key),
+    }
+    .map_err(|e| e.context("signature protection check"))?;
+    if let GeneralName::DirectoryName(sender) = &msg.header.sender {
+        if sender.to_der()? != signer.subject_der {
+            return fail(
+                ErrorCode::SenderMismatch,
+                "sender check: the sender is not the subject of the protection certificate",
+            );
+        }
+    }
+    Ok(signer)
 }
 
 /// The protectionAlg and the protection value (a whole number of octets).

@@ -674,54 +674,22 @@ impl Server {
                         "protection check: this server does not accept signature protection",
                     ));
                 };
-                let certs = msg.extra_certs.as_deref().unwrap_or_default();
-                let Some(first) = certs.first() else {
-                    return Err(Failure::new(
-                        fi::SIGNER_NOT_TRUSTED,
-                        "signer check: no protection certificate in extraCerts",
-                    ));
-                };
-                let first_der = first.to_der().map_err(|e| internal("extraCerts", e))?;
-                let signer = trust
-                    .validate_der(&first_der, || {
-                        let mut untrusted = self.config.untrusted.clone();
-                        for c in &certs[1..] {
-                            untrusted.push(crate::crypto::cert::parse_der(&c.to_der()?)?);
-                        }
-                        Ok(untrusted)
-                    })
-                    .map_err(|e| {
-                        let bit = if e.code == ErrorCode::BadCertificate {
-                            fi::BAD_DATA_FORMAT
-                        } else {
-                            fi::SIGNER_NOT_TRUSTED
+                let signer =
+                    protection::verify_signed_by_trusted(msg, der, trust, &self.config.untrusted)
+                        .map_err(|e| {
+                        let bit = match e.code {
+                            ErrorCode::BadCertificate => fi::BAD_DATA_FORMAT,
+                            ErrorCode::SignerNotTrusted => fi::SIGNER_NOT_TRUSTED,
+                            ErrorCode::UnsupportedAlgorithm => fi::BAD_ALG,
+                            _ => fi::BAD_MESSAGE_CHECK,
                         };
-                        Failure::new(bit, format!("signer check: {}", e.detail))
+                        Failure::new(bit, e.detail)
                     })?;
-                match der {
-                    Some(der) => protection::verify_signature_der(msg, der, &signer.public_key),
-                    None => protection::verify_signature(msg, &signer.public_key),
-                }
-                .map_err(|e| {
-                    let bit = if e.code == ErrorCode::UnsupportedAlgorithm {
-                        fi::BAD_ALG
-                    } else {
-                        fi::BAD_MESSAGE_CHECK
-                    };
-                    Failure::new(bit, format!("signature protection check: {}", e.detail))
-                })?;
-                if let GeneralName::DirectoryName(sender) = &msg.header.sender {
-                    if sender.to_der().ok().as_deref() != Some(signer.subject_der.as_slice()) {
-                        return Err(Failure::new(
-                            fi::BAD_MESSAGE_CHECK,
-                            "sender check: the sender is not the subject of the protection certificate",
-                        ));
-                    }
-                }
-                let cert_der = first_der;
                 Ok(Authenticated {
                     auth: Auth::Signature,
-                    requester: Requester::Signature { cert_der },
+                    requester: Requester::Signature {
+                        cert_der: signer.der.clone(),
+                    },
                 })
             }
         }

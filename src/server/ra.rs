@@ -519,33 +519,8 @@ impl Ra {
                         "the answer is signed, but no upstream trust anchors are configured".into(),
                     )
                 })?;
-                let certs = msg.extra_certs.as_deref().unwrap_or_default();
-                let first = certs
-                    .first()
-                    .ok_or_else(|| fail("no signer certificate in extraCerts".into()))?;
-                let parse = |c: &Certificate| -> Checked<X509> {
-                    let der = c.to_der().map_err(|e| internal("extraCerts", e))?;
-                    X509::from_der(&der).map_err(|e| fail(format!("extraCerts: {e}")))
-                };
-                let cert = parse(first)?;
-                let mut untrusted = self.upstream.untrusted.clone();
-                for c in &certs[1..] {
-                    untrusted.push(parse(c)?);
-                }
-                trust
-                    .verify(&cert, &untrusted)
+                protection::verify_signed_by_trusted(msg, None, trust, &self.upstream.untrusted)
                     .map_err(|e| fail(e.detail))?;
-                let key = cert
-                    .public_key()
-                    .map_err(|e| fail(format!("signer key: {e}")))?;
-                protection::verify_signature(msg, &key).map_err(|e| fail(e.detail))?;
-                if let GeneralName::DirectoryName(sender) = &msg.header.sender {
-                    if sender.to_der().ok() != first.tbs_certificate().subject().to_der().ok() {
-                        return Err(fail(
-                            "the sender is not the subject of the signer certificate".into(),
-                        ));
-                    }
-                }
                 Ok(())
             }
         }
