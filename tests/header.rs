@@ -54,3 +54,30 @@ fn header_declares_the_api_and_version_macros() {
         assert!(h.contains(needle), "header lacks {needle}");
     }
 }
+
+/// Every function the header declares is ours: `extern "C"` blocks that declare C functions
+/// the library calls (e.g. OpenSSL's) must not leak into it.
+#[test]
+fn header_declares_only_cmpkit_prefixed_functions() {
+    let h = generate();
+    let mut n = 0;
+    for line in h.lines().filter(|l| {
+        !l.starts_with(' ') && !l.starts_with('#') && !l.starts_with("//") && l.contains('(')
+    }) {
+        // `type name(` or `type *name(`: the identifier right before the first parenthesis.
+        let before = &line[..line.find('(').unwrap()];
+        let name = before
+            .rsplit(|c: char| c == ' ' || c == '*')
+            .next()
+            .unwrap();
+        if before.starts_with("typedef") || name.is_empty() {
+            continue;
+        }
+        assert!(
+            name.starts_with("cmpkit_"),
+            "non-cmpkit function in the header: {line}"
+        );
+        n += 1;
+    }
+    assert!(n > 100, "only {n} functions found: the parsing above is off");
+}
