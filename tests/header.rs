@@ -79,5 +79,8 @@ fn header_declares_only_cmpkit_prefixed_functions() {
         );
         n += 1;
     }
-    assert!(n > 100, "only {n} functions found: the parsing above is off");
+    assert!(
+        n > 100,
+        "only {n} functions found: the parsing above is off"
+    );
 }
