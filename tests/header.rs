@@ -66,10 +66,7 @@ fn header_declares_only_cmpkit_prefixed_functions() {
     }) {
         // `type name(` or `type *name(`: the identifier right before the first parenthesis.
         let before = &line[..line.find('(').unwrap()];
-        let name = before
-            .rsplit(|c: char| c == ' ' || c == '*')
-            .next()
-            .unwrap();
+        let name = before.rsplit([' ', '*']).next().unwrap();
         if before.starts_with("typedef") || name.is_empty() {
             continue;
         }
