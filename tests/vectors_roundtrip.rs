@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 fn vector_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
     let mut out = Vec::new();
-    for dir in ["openssl-3.0", "lightweightcmpra", "rustcrypto-formats"] {
+    for dir in [
+        "openssl-3.0",
+        "openssl-3.5-centralkeygen",
+        "lightweightcmpra",
+        "rustcrypto-formats",
+    ] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "der") {
@@ -23,7 +28,7 @@ fn vector_files() -> Vec<PathBuf> {
 fn every_vector_decodes_and_reencodes_to_identical_bytes() {
     let files = vector_files();
     assert!(
-        files.len() >= 99,
+        files.len() >= 103,
         "expected all vectors, found {}",
         files.len()
     );

@@ -270,7 +270,13 @@ pub(crate) struct DeliveredKey {
 ///   against its signer's certificate; with `trust`, that certificate must validate and
 ///   carry `id-kp-cmKGA`;
 /// - `id-ct-KP-aKeyPackage`: an unsigned `AsymmetricKeyPackage`;
-/// - `id-data`: the PKCS#8 key itself.
+/// - `id-data`: the PKCS#8 key itself, or — as OpenSSL 3.5's CMP server sends it — a
+///   SignedData (handled as above).
+///
+/// Interoperability (OpenSSL 3.5.5, captured in tests/vectors/openssl-3.5-centralkeygen):
+/// its SignedData carries `id-data` rather than `id-ct-KP-aKeyPackage`, and a single
+/// private key in OpenSSL's type-specific DER (e.g. SEC1 `ECPrivateKey`) rather than an
+/// `AsymmetricKeyPackage`; both are accepted, the key is handed on as PKCS#8.
 pub(crate) fn extract_private_key(
     content_type: ObjectIdentifier,
     content: &[u8],
@@ -278,14 +284,17 @@ pub(crate) fn extract_private_key(
     untrusted: &[X509],
 ) -> Result<DeliveredKey> {
     let invalid = |d: String| Error::new(ErrorCode::KeyPackageInvalid, d);
+    let signed_data = content_type == oid::CT_SIGNED_DATA
+        || (content_type == oid::CT_DATA
+            && crate::message::from_der_checked::<SignedData>(content).is_ok());
     match content_type {
-        o if o == oid::CT_SIGNED_DATA => {
+        _ if signed_data => {
             let sd = crate::message::from_der_checked::<SignedData>(content)
                 .map_err(|e| invalid(format!("the decrypted content is not a SignedData: {e}")))?;
-            if sd.encap_content_info.econtent_type != oid::CT_KP_A_KEY_PACKAGE {
+            let econtent_type = sd.encap_content_info.econtent_type;
+            if econtent_type != oid::CT_KP_A_KEY_PACKAGE && econtent_type != oid::CT_DATA {
                 return Err(invalid(format!(
-                    "the SignedData carries {}, not an AsymmetricKeyPackage",
-                    sd.encap_content_info.econtent_type
+                    "the SignedData carries {econtent_type}, not an AsymmetricKeyPackage"
                 )));
             }
             let signer = signer_certificate(&sd)?;
@@ -337,8 +346,13 @@ pub(crate) fn extract_private_key(
     }
 }
 
-/// The one `OneAsymmetricKey` of an `AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey`.
+/// The one `OneAsymmetricKey` of an `AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey`;
+/// or, as OpenSSL 3.5 sends it, a single private key in PKCS#8 or OpenSSL's type-specific
+/// DER, returned as PKCS#8.
 fn single_key(package: &[u8]) -> Result<SecretBytes> {
+    if let Ok(key) = PKey::private_key_from_der(package) {
+        return Ok(SecretBytes::new(key.private_key_to_pkcs8()?));
+    }
     let keys = crate::message::from_der_checked::<Vec<Any>>(package).map_err(|e| {
         Error::new(
             ErrorCode::KeyPackageInvalid,
@@ -407,4 +421,105 @@ fn check_kga_eku(cert: &X509) -> Result<()> {
         ErrorCode::KeyPackageInvalid,
         "the key generation authority's certificate lacks the id-kp-cmKGA extended key usage",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asn1::{CertOrEncCert, PkiBody, PkiMessage};
+    use der::Decode;
+
+    fn vector(name: &str) -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/openssl-3.5-centralkeygen"
+        );
+        std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn cert(name: &str) -> X509 {
+        X509::from_pem(&vector(name)).unwrap()
+    }
+
+    /// The EncryptedKey and the certificate of the one CertResponse of an ip/cp.
+    fn delivered(rsp: &str) -> (EncryptedKey, Vec<u8>) {
+        let msg = PkiMessage::from_der(&vector(rsp)).unwrap();
+        let (PkiBody::Ip(rep) | PkiBody::Cp(rep)) = msg.body else {
+            panic!("{rsp}: not an ip/cp");
+        };
+        let ckp = rep.response[0].certified_key_pair.clone().unwrap();
+        let CertOrEncCert::Certificate(c) = ckp.cert_or_enc_cert else {
+            panic!("{rsp}: encrypted certificate");
+        };
+        (ckp.private_key.unwrap(), c.to_der().unwrap())
+    }
+
+    /// OpenSSL 3.5.5's mock server (tests/vectors/openssl-3.5-centralkeygen/INDEX.md): key
+    /// agreement to an EC client and key transport to an RSA client, signed by a KGA with
+    /// id-kp-cmKGA. The key decrypts, its signer validates, and it is the certified key.
+    #[test]
+    fn openssl_3_5_central_keygen_responses_deliver_the_certified_key() {
+        let trust = TrustStore::new(&[cert("root.crt")]).unwrap();
+        for (rsp, key, recipient) in [
+            ("cr_centralkeygen_kari_rsp.der", "client.key", "client.crt"),
+            (
+                "ir_centralkeygen_ktri_rsp.der",
+                "client-rsa.key",
+                "client-rsa.crt",
+            ),
+        ] {
+            let (encrypted, cert_der) = delivered(rsp);
+            let decryptor = SoftwareDecryptor::new(
+                PKey::private_key_from_pem(&vector(key)).unwrap(),
+                cert(recipient),
+            )
+            .unwrap();
+            let (content_type, content) =
+                decrypt_encrypted_key(&encrypted, Some(&decryptor), None).unwrap();
+            // OpenSSL's choice (RFC 9483 §4.1.6 has id-signedData here).
+            assert_eq!(content_type, oid::CT_DATA, "{rsp}");
+            let key = extract_private_key(
+                content_type,
+                content.as_slice(),
+                Some(&trust),
+                &[cert("ca.crt")],
+            )
+            .unwrap_or_else(|e| panic!("{rsp}: {e}"));
+            assert_eq!(key.signer, Some(cert("kga.crt").to_der().unwrap()), "{rsp}");
+            let pkey = PKey::private_key_from_pkcs8(key.pkcs8.as_slice()).unwrap();
+            let certified = X509::from_der(&cert_der).unwrap().public_key().unwrap();
+            assert!(pkey.public_eq(&certified), "{rsp}: not the certified key");
+            assert!(certified.public_eq(&cert("new.crt").public_key().unwrap()));
+        }
+    }
+
+    #[test]
+    fn openssl_3_5_key_for_another_recipient_is_decryption_failed() {
+        let (encrypted, _) = delivered("cr_centralkeygen_kari_rsp.der");
+        let other = SoftwareDecryptor::new(
+            PKey::private_key_from_pem(&vector("client-rsa.key")).unwrap(),
+            cert("client-rsa.crt"),
+        )
+        .unwrap();
+        let err = decrypt_encrypted_key(&encrypted, Some(&other), None).unwrap_err();
+        assert_eq!(err.code, ErrorCode::DecryptionFailed);
+    }
+
+    #[test]
+    fn openssl_3_5_key_package_without_trusted_kga_is_key_package_invalid() {
+        let (encrypted, _) = delivered("cr_centralkeygen_kari_rsp.der");
+        let decryptor = SoftwareDecryptor::new(
+            PKey::private_key_from_pem(&vector("client.key")).unwrap(),
+            cert("client.crt"),
+        )
+        .unwrap();
+        let (ct, content) = decrypt_encrypted_key(&encrypted, Some(&decryptor), None).unwrap();
+        // Trusting only the KGA's issuer's sibling: the client's own certificate.
+        let trust = TrustStore::new(&[cert("client.crt")]).unwrap();
+        let Err(err) = extract_private_key(ct, content.as_slice(), Some(&trust), &[]) else {
+            panic!("accepted a key signed by an untrusted KGA");
+        };
+        assert_eq!(err.code, ErrorCode::KeyPackageInvalid);
+        assert!(err.detail.contains("key generation authority"), "{err}");
+    }
 }
