@@ -45,11 +45,16 @@ fn name(cn: &str) -> openssl::x509::X509Name {
 }
 
 fn ca() -> Issuer {
+    ca_named("keygen test CA")
+}
+
+/// A self-signed CA named `cn`.
+fn ca_named(cn: &str) -> Issuer {
     let key = PKey::ec_gen("prime256v1").unwrap();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
-    b.set_subject_name(&name("keygen test CA")).unwrap();
-    b.set_issuer_name(&name("keygen test CA")).unwrap();
+    b.set_subject_name(&name(cn)).unwrap();
+    b.set_issuer_name(&name(cn)).unwrap();
     b.set_pubkey(&key).unwrap();
     b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
         .unwrap();
@@ -522,6 +527,43 @@ fn central_keygen_signed_by_a_kga_without_cm_kga_eku_is_key_package_invalid() {
     assert_eq!(e.code, ErrorCode::KeyPackageInvalid, "{e}");
     assert!(e.detail.contains("cmKGA"), "{e}");
     assert!(cert_conf_rejected(&cert_conf));
+}
+
+/// RFC 9480 §2.2: a KGA is a CA or carries id-kp-cmKGA. The CA that issued the certificate
+/// may sign the key package itself; another CA (here: a second root) may not.
+#[test]
+fn central_keygen_signed_by_the_issuing_ca_needs_no_cm_kga_eku() {
+    if !common::available_or_skip("central_keygen_signed_by_the_ca") {
+        return;
+    }
+    let ca = ca();
+    let (_, cert, sd) = generated(&ca, &ca);
+    let config = ClientConfig {
+        trust: Some(TrustStore::new(std::slice::from_ref(&ca.cert)).unwrap()),
+        ..mac_config()
+    };
+    let (tx, cert_conf) = run_keygen(config, &cert, envelop_with_password(SECRET, &sd));
+    tx.result().unwrap();
+    assert!(!cert_conf_rejected(&cert_conf));
+    assert_eq!(
+        tx.response().key_generation_authority,
+        Some(ca.cert.to_der().unwrap())
+    );
+
+    let other_ca = ca_named("another CA");
+    let (key, cert, _) = generated(&ca, &ca);
+    let sd = signed_by_kga(
+        &other_ca,
+        &key_package(&key.private_key_to_pkcs8().unwrap()),
+    );
+    let config = ClientConfig {
+        trust: Some(TrustStore::new(&[ca.cert.clone(), other_ca.cert.clone()]).unwrap()),
+        ..mac_config()
+    };
+    let (tx, _) = run_keygen(config, &cert, envelop_with_password(SECRET, &sd));
+    let e = tx.result().unwrap_err();
+    assert_eq!(e.code, ErrorCode::KeyPackageInvalid, "{e}");
+    assert!(e.detail.contains("not the CA that issued"), "{e}");
 }
 
 // ---------------------------------------------------------------- krr / ccr

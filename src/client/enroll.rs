@@ -843,7 +843,8 @@ impl Transaction {
         // The certificate is unusable if its key is not ours (or, with central key generation,
         // if we cannot decrypt the delivered key or it does not match): reject it in certConf.
         let problem = if self.central_keygen {
-            self.take_delivered_key(resp.certified_key_pair.as_ref(), &cert_spki)
+            let issuer = cert.tbs_certificate().issuer().to_der()?;
+            self.take_delivered_key(resp.certified_key_pair.as_ref(), &cert_spki, &issuer)
                 .err()
                 .map(|e| {
                     let text = match e.code {
@@ -897,11 +898,13 @@ impl Transaction {
     }
 
     /// Decrypt and check the private key delivered with a centrally generated certificate
-    /// (SubjectPublicKeyInfo DER `cert_spki`); store it in the response.
+    /// (SubjectPublicKeyInfo DER `cert_spki`, issuer name DER `issuer`); store it in the
+    /// response.
     fn take_delivered_key(
         &mut self,
         pair: Option<&CertifiedKeyPair>,
         cert_spki: &[u8],
+        issuer: &[u8],
     ) -> Result<()> {
         let Some(encrypted) = pair.and_then(|p| p.private_key.as_ref()) else {
             return Err(Error::new(
@@ -909,17 +912,19 @@ impl Transaction {
                 "we asked for a centrally generated key, but the response carries no privateKey",
             ));
         };
-        let (pkcs8, signer) = self.decrypt_key(encrypted)?;
+        let (pkcs8, signer) = self.decrypt_key(encrypted, issuer)?;
         check_key_matches(&pkcs8, cert_spki)?;
         self.response.private_key_pkcs8 = Some(pkcs8);
         self.response.key_generation_authority = signer;
         Ok(())
     }
 
-    /// Decrypt an EncryptedKey with our decryptor or shared secret, and verify its signer.
+    /// Decrypt an EncryptedKey with our decryptor or shared secret, and verify its signer
+    /// (the key belongs to a certificate issued by `issuer`, name DER).
     fn decrypt_key(
         &self,
         encrypted: &crate::asn1::EncryptedKey,
+        issuer: &[u8],
     ) -> Result<(SecretBytes, Option<Vec<u8>>)> {
         let secret = self
             .config
@@ -934,6 +939,7 @@ impl Transaction {
             &content,
             self.config.trust.as_ref(),
             &self.config.untrusted,
+            Some(issuer),
         )?;
         Ok((key.pkcs8, key.signer))
     }
@@ -988,8 +994,9 @@ impl Transaction {
             let certificate = cert.to_der()?;
             let private_key_pkcs8 = match &pair.private_key {
                 Some(encrypted) => {
+                    let issuer = cert.tbs_certificate().issuer().to_der()?;
                     let (pkcs8, _) = self
-                        .decrypt_key(encrypted)
+                        .decrypt_key(encrypted, &issuer)
                         .map_err(|e| e.context(&format!("keyPairHist entry {i}")))?;
                     let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
                     check_key_matches(&pkcs8, &spki)

@@ -277,11 +277,17 @@ pub(crate) struct DeliveredKey {
 /// its SignedData carries `id-data` rather than `id-ct-KP-aKeyPackage`, and a single
 /// private key in OpenSSL's type-specific DER (e.g. SEC1 `ECPrivateKey`) rather than an
 /// `AsymmetricKeyPackage`; both are accepted, the key is handed on as PKCS#8.
+///
+/// `key_cert_issuer` is the DER of the issuer name of the certificate the key belongs to: a
+/// CA certificate with that subject may sign the package without `id-kp-cmKGA` (RFC 9480
+/// §2.2: "CMP key generation authorities are CAs or are identified by the id-kp-cmKGA
+/// extended key usage").
 pub(crate) fn extract_private_key(
     content_type: ObjectIdentifier,
     content: &[u8],
     trust: Option<&TrustStore>,
     untrusted: &[X509],
+    key_cert_issuer: Option<&[u8]>,
 ) -> Result<DeliveredKey> {
     let invalid = |d: String| Error::new(ErrorCode::KeyPackageInvalid, d);
     let signed_data = content_type == oid::CT_SIGNED_DATA
@@ -325,7 +331,7 @@ pub(crate) fn extract_private_key(
                 trust
                     .verify(&signer, &chain)
                     .map_err(|e| invalid(format!("key generation authority: {}", e.detail)))?;
-                check_kga_eku(&signer)?;
+                check_kga(&signer, key_cert_issuer)?;
             }
             Ok(DeliveredKey {
                 pkcs8: single_key(&out)?,
@@ -401,15 +407,11 @@ fn signer_certificate(sd: &SignedData) -> Result<X509> {
 }
 
 /// RFC 9483 §4.1.6: the key generation authority's certificate has `id-kp-cmKGA`.
-fn check_kga_eku(cert: &X509) -> Result<()> {
+fn check_kga(cert: &X509, key_cert_issuer: Option<&[u8]>) -> Result<()> {
     let parsed = x509_cert::Certificate::from_der(&cert.to_der()?)?;
-    for e in parsed
-        .tbs_certificate()
-        .extensions()
-        .into_iter()
-        .flatten()
-        .filter(|e| e.extn_id == oid::EXT_KEY_USAGE)
-    {
+    let tbs = parsed.tbs_certificate();
+    let exts = || tbs.extensions().into_iter().flatten();
+    for e in exts().filter(|e| e.extn_id == oid::EXT_KEY_USAGE) {
         let eku = crate::message::from_der_checked::<x509_cert::ext::pkix::ExtendedKeyUsage>(
             e.extn_value.as_bytes(),
         )?;
@@ -417,9 +419,22 @@ fn check_kga_eku(cert: &X509) -> Result<()> {
             return Ok(());
         }
     }
+    let is_ca = exts()
+        .filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS)
+        .any(|e| {
+            crate::message::from_der_checked::<x509_cert::ext::pkix::BasicConstraints>(
+                e.extn_value.as_bytes(),
+            )
+            .is_ok_and(|bc| bc.ca)
+        });
+    let issued_it =
+        key_cert_issuer.is_some_and(|i| tbs.subject().to_der().ok().as_deref() == Some(i));
+    if is_ca && issued_it {
+        return Ok(());
+    }
     Err(Error::new(
         ErrorCode::KeyPackageInvalid,
-        "the key generation authority's certificate lacks the id-kp-cmKGA extended key usage",
+        "the key generation authority's certificate lacks the id-kp-cmKGA extended key usage and is not the CA that issued the certificate",
     ))
 }
 
@@ -483,6 +498,7 @@ mod tests {
                 content.as_slice(),
                 Some(&trust),
                 &[cert("ca.crt")],
+                None,
             )
             .unwrap_or_else(|e| panic!("{rsp}: {e}"));
             assert_eq!(key.signer, Some(cert("kga.crt").to_der().unwrap()), "{rsp}");
@@ -516,7 +532,7 @@ mod tests {
         let (ct, content) = decrypt_encrypted_key(&encrypted, Some(&decryptor), None).unwrap();
         // Trusting only the KGA's issuer's sibling: the client's own certificate.
         let trust = TrustStore::new(&[cert("client.crt")]).unwrap();
-        let Err(err) = extract_private_key(ct, content.as_slice(), Some(&trust), &[]) else {
+        let Err(err) = extract_private_key(ct, content.as_slice(), Some(&trust), &[], None) else {
             panic!("accepted a key signed by an untrusted KGA");
         };
         assert_eq!(err.code, ErrorCode::KeyPackageInvalid);
