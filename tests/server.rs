@@ -1068,3 +1068,113 @@ fn kur_of_a_revoked_certificate_is_rejected_by_the_demo_ca_with_cert_revoked() {
     assert_eq!(status.fail_info, 1 << fi::CERT_REVOKED, "{status}");
     assert!(status.texts[0].contains("is revoked"), "{status}");
 }
+
+// ------------------------------------------------------------ central key generation (KGA)
+
+fn keygen_op(kind: Option<KeyType>, cn: &str) -> cmpkit::client::KeygenRequest {
+    cmpkit::client::KeygenRequest {
+        subject: Some(parse_name(&format!("CN={cn}")).unwrap()),
+        sans: Vec::new(),
+        algorithm: kind.map(|k| cmpkit::client::KeygenRequest::algorithm_for(k).unwrap()),
+    }
+}
+
+/// A client signing with `cert`/`key`, decrypting delivered keys with the same key, trusting
+/// the demo CA.
+fn signing_client(e: &Env, cert: &X509, key: &Arc<SoftwareKey>) -> ClientConfig {
+    ClientConfig {
+        credentials: Some(Credentials::signature(
+            key.clone(),
+            cert.clone(),
+            Vec::new(),
+        )),
+        trust: Some(TrustStore::new(&[e.ca.cert().clone()]).unwrap()),
+        decryptor: Some(Arc::new(
+            cmpkit::crypto::SoftwareDecryptor::new(key.pkey().clone(), cert.clone()).unwrap(),
+        )),
+        ..ClientConfig::default()
+    }
+}
+
+/// The server as KGA: the key comes enveloped for the requester (key agreement for an EC
+/// requester, key transport for an RSA one), signed by the CA (no cmKGA needed: RFC 9480
+/// §2.2), and it is the key of the certificate; the CA issued exactly that certificate.
+#[test]
+fn server_generates_the_key_and_delivers_it_to_ec_and_rsa_requesters() {
+    kga_round_trip(false);
+}
+
+/// The same with the bare OneAsymmetricKey as signed content (what OpenSSL 3.5's client
+/// reads): cmpkit's client accepts it too.
+#[test]
+fn server_generated_key_as_bare_one_asymmetric_key_is_accepted_too() {
+    kga_round_trip(true);
+}
+
+fn kga_round_trip(bare: bool) {
+    let e = env_with(
+        |_, _| None,
+        |c| {
+            c.central_keygen = true;
+            c.central_keygen_bare_key = bare;
+        },
+    );
+    for (requester_kind, wanted) in [
+        (KeyType::EcP256, Some(KeyType::EcP384)),
+        (KeyType::Rsa(2048), None),
+    ] {
+        // An enrolled requester with a key of `requester_kind`.
+        let key = Arc::new(SoftwareKey::generate(requester_kind).unwrap());
+        let (tx, _, r) = run_op(
+            &e,
+            mac_client(SECRET, REF),
+            cmpkit::client::Operation::Ir(request(&key, "KGA requester")),
+        );
+        r.unwrap();
+        let cert = X509::from_der(tx.response().certificate.as_ref().unwrap()).unwrap();
+
+        let op = cmpkit::client::Operation::CrCentralKeygen(keygen_op(wanted, "generated"));
+        let (tx, _, r) = run_op(&e, signing_client(&e, &cert, &key), op);
+        r.unwrap_or_else(|err| panic!("{requester_kind:?}: {err}"));
+        let rsp = tx.response();
+        let new_cert = X509::from_der(rsp.certificate.as_ref().unwrap()).unwrap();
+        let pkcs8 = rsp.private_key_pkcs8.as_ref().expect("a delivered key");
+        let private = openssl::pkey::PKey::private_key_from_pkcs8(pkcs8.as_slice()).unwrap();
+        assert!(private.public_eq(&new_cert.public_key().unwrap()));
+        let expected_bits = if wanted == Some(KeyType::EcP384) {
+            384
+        } else {
+            256
+        };
+        assert_eq!(private.bits(), expected_bits, "{requester_kind:?}");
+        assert_eq!(
+            rsp.key_generation_authority,
+            Some(e.ca.cert().to_der().unwrap()),
+            "signed by the CA"
+        );
+        assert!(e
+            .ca
+            .issued()
+            .iter()
+            .any(|c| c.der == new_cert.to_der().unwrap() && c.confirmed));
+    }
+}
+
+#[test]
+fn central_keygen_is_refused_when_off_and_for_mac_requesters() {
+    // Off (the default): badCertTemplate, and nothing issued.
+    let e = env();
+    let op = cmpkit::client::Operation::IrCentralKeygen(keygen_op(None, "refused"));
+    let (_, last, r) = run_op(&e, mac_client(SECRET, REF), op);
+    assert!(r.is_err());
+    let m = expect_error(&last, fi::BAD_CERT_TEMPLATE);
+    assert!(error_status(&m).texts[0].contains("does not generate keys"));
+    // On, but the requester authenticates with a MAC: no recipient certificate.
+    let e = env_with(|_, _| None, |c| c.central_keygen = true);
+    let op = cmpkit::client::Operation::IrCentralKeygen(keygen_op(None, "refused"));
+    let (_, last, r) = run_op(&e, mac_client(SECRET, REF), op);
+    assert!(r.is_err());
+    let m = expect_error(&last, fi::NOT_AUTHORIZED);
+    assert!(error_status(&m).texts[0].contains("password recipient"));
+    assert!(e.ca.issued().is_empty());
+}

@@ -616,6 +616,7 @@ mod tests {
             template: None,
             csr: None,
             old_cert_id: None,
+            central_keygen: false,
             requester: Requester::Mac {
                 sender_kid: b"kid".to_vec(),
             },

@@ -46,6 +46,10 @@ Server and CA:
                         default: a generated throwaway demo CA
   -ca_key FILE          its private key
   -grant_implicit_confirm  grant implicitConfirm to clients that ask for it
+  -central_keygen       generate the key for ir/cr without one (RFC 9483 §4.1.6) and deliver
+                        it to the (signature-authenticated) requester, signed by the server
+  -central_keygen_bare_key  sign the bare key, not an AsymmetricKeyPackage (what OpenSSL
+                        3.5's client reads)
   -poll N               answer each certificate request \"waiting\" N times first
   -check_after S        checkAfter of those answers in seconds (default 1)
   -quiet                no log lines
@@ -73,7 +77,15 @@ pub const VALUED: &[&str] = &[
     "poll",
     "check_after",
 ];
-pub const FLAGS: &[&str] = &["grant_implicit_confirm", "quiet", "verbose", "help", "h"];
+pub const FLAGS: &[&str] = &[
+    "grant_implicit_confirm",
+    "central_keygen",
+    "central_keygen_bare_key",
+    "quiet",
+    "verbose",
+    "help",
+    "h",
+];
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -165,6 +177,8 @@ pub fn run(args: &[String]) -> Result<(), Fail> {
             None => Vec::new(),
         },
         grant_implicit_confirm: o.flag("grant_implicit_confirm"),
+        central_keygen: o.flag("central_keygen"),
+        central_keygen_bare_key: o.flag("central_keygen_bare_key"),
         check_after: num(&o, "check_after")?.unwrap_or(1),
         // Refusals (the failed check, the failInfo sent) unless -quiet; everything with -verbose.
         log: (!quiet).then(|| {
