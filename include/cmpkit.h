@@ -1020,6 +1020,15 @@ cmpkit_result cmpkit_server_config_set_ca(struct cmpkit_server_config *cfg,
 cmpkit_result cmpkit_server_config_set_implicit_confirm(struct cmpkit_server_config *cfg,
                                                         int32_t grant);
 
+// Central key generation (RFC 9483 §4.1.6): `mode` 0 refuses ir/cr without a public key
+// (the default); 1 makes the server the key generation authority — it generates the key the
+// template's algorithm names, has the CA certify it, and delivers the private key enveloped
+// for the requester's signature certificate, signed by the server as an
+// AsymmetricKeyPackage; 2 does the same with the bare OneAsymmetricKey signed (what OpenSSL
+// 3.5's client reads). MAC-authenticated requesters are refused (notAuthorized).
+cmpkit_result cmpkit_server_config_set_central_keygen(struct cmpkit_server_config *cfg,
+                                                      uint32_t mode);
+
 // The checkAfter (seconds) sent when the CA handler answers "waiting" (default 1).
 cmpkit_result cmpkit_server_config_set_check_after(struct cmpkit_server_config *cfg,
                                                    uint32_t seconds);

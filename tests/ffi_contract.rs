@@ -1034,6 +1034,18 @@ fn server_log_setter_checks_its_arguments_and_logs_a_refused_request() {
             cmpkit_server_config_set_log(cfg, 1, Some(collect_log), ud),
             ErrorCode::Ok
         );
+        assert_eq!(
+            cmpkit_server_config_set_central_keygen(null_mut(), 1),
+            ErrorCode::NullArgument
+        );
+        assert_eq!(
+            cmpkit_server_config_set_central_keygen(cfg, 3),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            cmpkit_server_config_set_central_keygen(cfg, 2),
+            ErrorCode::Ok
+        );
         let mut srv = null_mut();
         assert_eq!(cmpkit_server_new(cfg, null(), &mut srv), ErrorCode::Ok);
         cmpkit_server_config_free(cfg);

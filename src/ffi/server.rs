@@ -77,6 +77,8 @@ pub unsafe extern "C" fn cmpkit_server_new(
             grant_implicit_confirm: c.grant_implicit_confirm,
             check_after: c.check_after,
             log: c.log.clone(),
+            central_keygen: c.central_keygen != 0,
+            central_keygen_bare_key: c.central_keygen == 2,
             ..ServerConfig::default()
         };
         let h: Arc<dyn CaHandler> = match table {

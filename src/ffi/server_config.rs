@@ -22,6 +22,7 @@ pub struct cmpkit_server_config {
     pub(crate) grant_implicit_confirm: bool,
     pub(crate) check_after: u64,
     pub(crate) log: Option<crate::log::Logger>,
+    pub(crate) central_keygen: u32,
 }
 
 /// Run `f` on a live config.
@@ -53,6 +54,7 @@ pub unsafe extern "C" fn cmpkit_server_config_new(
             grant_implicit_confirm: false,
             check_after: 1,
             log: None,
+            central_keygen: 0,
         };
         // SAFETY: NULL or writable per the contract.
         unsafe { write_out(out, into_handle(cfg), "out") }
@@ -191,6 +193,29 @@ pub unsafe extern "C" fn cmpkit_server_config_set_implicit_confirm(
 ) -> ErrorCode {
     on(cfg, |c| {
         c.grant_implicit_confirm = grant != 0;
+        Ok(())
+    })
+}
+
+/// Central key generation (RFC 9483 §4.1.6): `mode` 0 refuses ir/cr without a public key
+/// (the default); 1 makes the server the key generation authority — it generates the key the
+/// template's algorithm names, has the CA certify it, and delivers the private key enveloped
+/// for the requester's signature certificate, signed by the server as an
+/// AsymmetricKeyPackage; 2 does the same with the bare OneAsymmetricKey signed (what OpenSSL
+/// 3.5's client reads). MAC-authenticated requesters are refused (notAuthorized).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cmpkit_server_config_set_central_keygen(
+    cfg: *mut cmpkit_server_config,
+    mode: u32,
+) -> ErrorCode {
+    on(cfg, |c| {
+        if mode > 2 {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("central key generation mode {mode}: 0, 1 or 2"),
+            ));
+        }
+        c.central_keygen = mode;
         Ok(())
     })
 }
