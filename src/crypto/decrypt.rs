@@ -304,23 +304,11 @@ pub(crate) fn extract_private_key(
                 )));
             }
             let signer = signer_certificate(&sd)?;
-            let ci = ContentInfo {
-                content_type: oid::CT_SIGNED_DATA,
-                content: Any::from_der(content)?,
-            }
-            .to_der()?;
-            let mut cms = CmsContentInfo::from_der(&ci)?;
-            let mut out = Vec::new();
             // The signature is checked here; the signer's certificate below, against `trust`.
-            cms.verify(
-                None,
-                None,
-                None,
-                Some(&mut out),
-                CMSOptions::NO_SIGNER_CERT_VERIFY | CMSOptions::BINARY,
-            )
-            .map_err(|e| invalid(format!("the key package signature does not verify: {e}")))?;
-            let out = SecretBytes::new(out);
+            let out =
+                SecretBytes::new(signed_content(content).map_err(|e| {
+                    invalid(format!("the key package signature does not verify: {e}"))
+                })?);
             if let Some(trust) = trust {
                 let mut chain = untrusted.to_vec();
                 for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
@@ -350,6 +338,26 @@ pub(crate) fn extract_private_key(
             "the EnvelopedData carries content type {o}; expected SignedData (RFC 9483 §4.1.6)"
         ))),
     }
+}
+
+/// The content of the DER `SignedData` `signed_data` after OpenSSL checked its signature
+/// with the signer certificate it carries (the certificate itself is not validated here).
+pub(crate) fn signed_content(signed_data: &[u8]) -> Result<Vec<u8>> {
+    let ci = ContentInfo {
+        content_type: oid::CT_SIGNED_DATA,
+        content: Any::from_der(signed_data)?,
+    }
+    .to_der()?;
+    let mut cms = CmsContentInfo::from_der(&ci)?;
+    let mut out = Vec::new();
+    cms.verify(
+        None,
+        None,
+        None,
+        Some(&mut out),
+        CMSOptions::NO_SIGNER_CERT_VERIFY | CMSOptions::BINARY,
+    )?;
+    Ok(out)
 }
 
 /// The one `OneAsymmetricKey` of an `AsymmetricKeyPackage ::= SEQUENCE OF OneAsymmetricKey`;

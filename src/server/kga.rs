@@ -223,20 +223,8 @@ mod tests {
             sd.encap_content_info.econtent_type,
             oid::CT_KP_A_KEY_PACKAGE
         );
-        let ci = ContentInfo {
-            content_type: oid::CT_SIGNED_DATA,
-            content: Any::from_der(&signed).unwrap(),
-        };
-        let mut cms = CmsContentInfo::from_der(&ci.to_der().unwrap()).unwrap();
-        let mut out = Vec::new();
-        cms.verify(
-            None,
-            None,
-            None,
-            Some(&mut out),
-            CMSOptions::NO_SIGNER_CERT_VERIFY | CMSOptions::BINARY,
-        )
-        .expect("OpenSSL verifies the SignedData");
+        let out = crate::crypto::decrypt::signed_content(&signed)
+            .expect("OpenSSL verifies the SignedData");
         assert_eq!(out, package);
 
         let recipient = ca.cert().clone();
