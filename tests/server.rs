@@ -1161,7 +1161,7 @@ fn kga_round_trip(bare: bool) {
 }
 
 #[test]
-fn central_keygen_is_refused_when_off_and_for_mac_requesters() {
+fn central_keygen_is_refused_when_off() {
     // Off (the default): badCertTemplate, and nothing issued.
     let e = env();
     let op = cmpkit::client::Operation::IrCentralKeygen(keygen_op(None, "refused"));
@@ -1169,12 +1169,24 @@ fn central_keygen_is_refused_when_off_and_for_mac_requesters() {
     assert!(r.is_err());
     let m = expect_error(&last, fi::BAD_CERT_TEMPLATE);
     assert!(error_status(&m).texts[0].contains("does not generate keys"));
-    // On, but the requester authenticates with a MAC: no recipient certificate.
-    let e = env_with(|_, _| None, |c| c.central_keygen = true);
-    let op = cmpkit::client::Operation::IrCentralKeygen(keygen_op(None, "refused"));
-    let (_, last, r) = run_op(&e, mac_client(SECRET, REF), op);
-    assert!(r.is_err());
-    let m = expect_error(&last, fi::NOT_AUTHORIZED);
-    assert!(error_status(&m).texts[0].contains("password recipient"));
     assert!(e.ca.issued().is_empty());
+}
+
+/// A MAC-authenticated requester (RFC 9483 §4.1.6.3) gets the key with a password recipient
+/// info keyed by the shared secret.
+#[test]
+fn server_generated_key_reaches_a_mac_requester_through_its_shared_secret() {
+    let e = env_with(|_, _| None, |c| c.central_keygen = true);
+    let op = cmpkit::client::Operation::IrCentralKeygen(keygen_op(None, "mac keygen"));
+    let config = ClientConfig {
+        trust: Some(TrustStore::new(&[e.ca.cert().clone()]).unwrap()),
+        ..mac_client(SECRET, REF)
+    };
+    let (tx, _, r) = run_op(&e, config, op);
+    r.unwrap();
+    let rsp = tx.response();
+    let new_cert = X509::from_der(rsp.certificate.as_ref().unwrap()).unwrap();
+    let pkcs8 = rsp.private_key_pkcs8.as_ref().expect("a delivered key");
+    let private = openssl::pkey::PKey::private_key_from_pkcs8(pkcs8.as_slice()).unwrap();
+    assert!(private.public_eq(&new_cert.public_key().unwrap()));
 }

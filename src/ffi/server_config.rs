@@ -200,9 +200,9 @@ pub unsafe extern "C" fn cmpkit_server_config_set_implicit_confirm(
 /// Central key generation (RFC 9483 §4.1.6): `mode` 0 refuses ir/cr without a public key
 /// (the default); 1 makes the server the key generation authority — it generates the key the
 /// template's algorithm names, has the CA certify it, and delivers the private key enveloped
-/// for the requester's signature certificate, signed by the server as an
-/// AsymmetricKeyPackage; 2 does the same with the bare OneAsymmetricKey signed (what OpenSSL
-/// 3.5's client reads). MAC-authenticated requesters are refused (notAuthorized).
+/// for the requester's signature certificate (or, for a MAC-authenticated requester, with
+/// its shared secret), signed by the server as an AsymmetricKeyPackage; 2 does the same with
+/// the bare OneAsymmetricKey signed (what OpenSSL 3.5's client reads).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_server_config_set_central_keygen(
     cfg: *mut cmpkit_server_config,

@@ -2,7 +2,8 @@
 //! acts as key generation authority (KGA). It generates the key pair the request's template
 //! asks for, has the CA certify it, and delivers the private key to the requester as an
 //! `EncryptedKey`: an EnvelopedData (key transport or key agreement to the requester's CMP
-//! protection certificate) holding a SignedData over an `AsymmetricKeyPackage`, signed with
+//! protection certificate, or a password recipient keyed by its MAC secret) holding a
+//! SignedData over an `AsymmetricKeyPackage`, signed with
 //! the server's own key — the CA's, for the demo CA, which RFC 9480 §2.2 allows without the
 //! id-kp-cmKGA extended key usage.
 //!
@@ -28,6 +29,7 @@ use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::X509;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use std::ffi::{c_int, c_void};
 use x509_cert::attr::Attribute;
 
 /// Whether a certificate template asks for central key generation: no public key, or an
@@ -78,11 +80,135 @@ fn unsupported(what: String) -> Error {
 pub(crate) fn deliver(
     key: &SoftwareKey,
     signer: &ServerSigner,
-    recipient: &[u8],
+    recipient: Recipient<'_>,
     bare: bool,
 ) -> Result<EncryptedKey> {
     let signed = sign_key_package(&key_package(key, bare)?, signer)?;
-    envelop(&signed, &X509::from_der(recipient)?)
+    match recipient {
+        Recipient::Certificate(der) => envelop(&signed, &X509::from_der(der)?),
+        Recipient::Password(secret) => envelop_with_password(&signed, secret),
+    }
+}
+
+/// Who can open the delivered key.
+pub(crate) enum Recipient<'a> {
+    /// The holder of this certificate's key (DER): key transport or key agreement.
+    Certificate(&'a [u8]),
+    /// Whoever knows this shared secret (the request's MAC secret): a password recipient
+    /// (RFC 3211 PWRI-KEK with PBKDF2, RFC 9483 §4.1.6.3).
+    Password(&'a [u8]),
+}
+
+/// PBKDF2 iterations of the password recipient info.
+const PWRI_ITERATIONS: c_int = 10_000;
+
+/// libcrypto functions openssl-sys does not declare (not part of our C API).
+///
+/// cbindgen:ignore
+mod ffi {
+    use std::ffi::{c_int, c_uint};
+    extern "C" {
+        /// Part of libcrypto's public CMS API since OpenSSL 1.0.2. Takes ownership of `pass`
+        /// (allocated with OPENSSL_malloc).
+        pub(super) fn CMS_add0_recipient_password(
+            cms: *mut openssl_sys::CMS_ContentInfo,
+            iter: c_int,
+            wrap_nid: c_int,
+            pbe_nid: c_int,
+            pass: *mut u8,
+            passlen: isize,
+            kekciph: *const openssl_sys::EVP_CIPHER,
+        ) -> *mut c_void;
+        /// Part of libcrypto's public CMS API since OpenSSL 1.0.2.
+        pub(super) fn CMS_final(
+            cms: *mut openssl_sys::CMS_ContentInfo,
+            data: *mut openssl_sys::BIO,
+            dcont: *mut openssl_sys::BIO,
+            flags: c_uint,
+        ) -> c_int;
+    }
+    use std::ffi::c_void;
+}
+
+/// EnvelopedData (AES-256-CBC) around `signed` for a password recipient: the KEK is derived
+/// from `secret` with PBKDF2 and wraps the content key (RFC 3211).
+fn envelop_with_password(signed: &[u8], secret: &[u8]) -> Result<EncryptedKey> {
+    let fail = |what: &str| {
+        Error::new(
+            ErrorCode::EncodingFailed,
+            format!(
+                "password recipient: {what}: {}",
+                openssl::error::ErrorStack::get()
+            ),
+        )
+    };
+    let data_len = c_int::try_from(signed.len())
+        .map_err(|_| Error::new(ErrorCode::EncodingFailed, "key package too large"))?;
+    let pass_len = isize::try_from(secret.len())
+        .map_err(|_| Error::new(ErrorCode::InvalidArgument, "secret too long"))?;
+    let flags = openssl_sys::CMS_BINARY | openssl_sys::CMS_PARTIAL;
+    // SAFETY: every pointer below is checked for NULL before use and freed on every path:
+    // `cms` with CMS_ContentInfo_free, `bio` with BIO_free_all. `pass` is allocated with
+    // OPENSSL_malloc because CMS_add0_recipient_password takes ownership of it (freed with
+    // the CMS structure); on its failure we free it ourselves. The memory BIO reads `signed`,
+    // which outlives it. i2d writes at most the length it reported into `der`.
+    unsafe {
+        let cms = openssl_sys::CMS_encrypt(
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            openssl_sys::EVP_aes_256_cbc(),
+            flags,
+        );
+        if cms.is_null() {
+            return Err(fail("CMS_encrypt"));
+        }
+        let pass =
+            openssl_sys::CRYPTO_malloc(secret.len().max(1), c"kga.rs".as_ptr(), line!() as c_int)
+                as *mut u8;
+        if pass.is_null() {
+            openssl_sys::CMS_ContentInfo_free(cms);
+            return Err(fail("OPENSSL_malloc"));
+        }
+        std::ptr::copy_nonoverlapping(secret.as_ptr(), pass, secret.len());
+        let ri = ffi::CMS_add0_recipient_password(
+            cms,
+            PWRI_ITERATIONS,
+            openssl_sys::NID_undef,
+            openssl_sys::NID_undef,
+            pass,
+            pass_len,
+            std::ptr::null(),
+        );
+        if ri.is_null() {
+            openssl_sys::CRYPTO_free(pass as *mut c_void, c"kga.rs".as_ptr(), line!() as c_int);
+            openssl_sys::CMS_ContentInfo_free(cms);
+            return Err(fail("CMS_add0_recipient_password"));
+        }
+        let bio = openssl_sys::BIO_new_mem_buf(signed.as_ptr() as *const c_void, data_len);
+        if bio.is_null() {
+            openssl_sys::CMS_ContentInfo_free(cms);
+            return Err(fail("BIO_new_mem_buf"));
+        }
+        let ok = ffi::CMS_final(cms, bio, std::ptr::null_mut(), flags);
+        openssl_sys::BIO_free_all(bio);
+        if ok != 1 {
+            openssl_sys::CMS_ContentInfo_free(cms);
+            return Err(fail("CMS_final"));
+        }
+        let len = openssl_sys::i2d_CMS_ContentInfo(cms, std::ptr::null_mut());
+        let Ok(n) = usize::try_from(len) else {
+            openssl_sys::CMS_ContentInfo_free(cms);
+            return Err(fail("i2d_CMS_ContentInfo"));
+        };
+        let mut der = vec![0u8; n];
+        let mut p = der.as_mut_ptr();
+        let written = openssl_sys::i2d_CMS_ContentInfo(cms, &mut p);
+        openssl_sys::CMS_ContentInfo_free(cms);
+        if written != len {
+            return Err(fail("i2d_CMS_ContentInfo"));
+        }
+        labelled_signed_data(&der)
+    }
 }
 
 /// The content to sign: an `AsymmetricKeyPackage` holding `key`'s `OneAsymmetricKey`, or
@@ -188,7 +314,13 @@ fn envelop(signed: &[u8], recipient: &X509) -> Result<EncryptedKey> {
         Cipher::aes_256_cbc(),
         CMSOptions::BINARY,
     )?;
-    let ci = ContentInfo::from_der(&cms.to_der()?)?;
+    labelled_signed_data(&cms.to_der()?)
+}
+
+/// The EnvelopedData of the DER ContentInfo `content_info`, its content labelled
+/// id-signedData.
+fn labelled_signed_data(content_info: &[u8]) -> Result<EncryptedKey> {
+    let ci = ContentInfo::from_der(content_info)?;
     let mut enveloped: EnvelopedData = ci.content.decode_as()?;
     enveloped.encrypted_content.content_type = oid::CT_SIGNED_DATA;
     Ok(EncryptedKey::EnvelopedData(Box::new(enveloped)))

@@ -376,9 +376,10 @@ pub struct ServerConfig {
     /// Act as key generation authority (RFC 9483 §4.1.6): for an ir or cr whose template
     /// has no public key (or an empty one), generate the key pair the template's algorithm
     /// names, have the CA certify it, and deliver the private key enveloped for the
-    /// requester's protection certificate and signed with [`signer`](Self::signer). Only for
-    /// signature-authenticated requesters (no password recipients yet). Default: off (such
-    /// requests are refused with badCertTemplate).
+    /// requester's protection certificate (key transport or agreement) or, for a
+    /// MAC-authenticated requester, with its shared secret (password recipient), and signed
+    /// with [`signer`](Self::signer). Default: off (such requests are refused with
+    /// badCertTemplate).
     pub central_keygen: bool,
     /// With [`central_keygen`](Self::central_keygen): sign the generated key's
     /// `OneAsymmetricKey` itself rather than an `AsymmetricKeyPackage` holding it. RFC 9483
@@ -843,7 +844,7 @@ impl Server {
     ) -> Checked<Vec<u8>> {
         let mut info = self.request_info(kind, msg, tid, &a.requester, 0)?;
         let generated = if info.central_keygen {
-            Some(self.generate_key(&msgs[0], &mut info, a)?)
+            Some(self.generate_key(&msgs[0], &mut info)?)
         } else {
             None
         };
@@ -880,7 +881,7 @@ impl Server {
         }
         let mut rec = rec;
         rec.request = bytes.to_vec();
-        let delivery = generated.as_ref().map(|k| (k, &a.requester));
+        let delivery = generated.as_ref().map(|k| (k, a));
         let r = self.answer_decision(decision, &info, msg, &a.auth, tid, &reserved, rec, delivery);
         if r.is_err() {
             self.forget(tid);
@@ -889,20 +890,13 @@ impl Server {
     }
 
     /// Central key generation: a new key pair for the template of `crm`, whose public key
-    /// goes into `info`. The private key will be enveloped for the requester's certificate,
-    /// so the requester must be signature-authenticated.
+    /// goes into `info` (the private key is enveloped for the requester later, when the CA
+    /// has issued the certificate).
     fn generate_key(
         &self,
         crm: &CertReqMsg,
         info: &mut CertRequestInfo,
-        a: &Authenticated,
     ) -> Checked<crate::crypto::SoftwareKey> {
-        if !matches!(a.requester, Requester::Signature { .. }) {
-            return Err(Failure::new(
-                fi::NOT_AUTHORIZED,
-                "central key generation check: the key is delivered to the requester's signature certificate; a MAC-authenticated requester would need a password recipient, which this server does not support",
-            ));
-        }
         let key = kga::generate(crm.cert_req.cert_template.subject_public_key_info.as_ref())
             .map_err(|e| {
                 let bit = if e.code == ErrorCode::UnsupportedAlgorithm {
@@ -916,13 +910,13 @@ impl Server {
         Ok(key)
     }
 
-    /// The generated `key` of the issued `cert`, enveloped for the signature-authenticated
-    /// `requester` and signed with our signer.
+    /// The generated `key` of the issued `cert`, enveloped for the requester `a` (its
+    /// signature certificate, or its MAC secret) and signed with our signer.
     fn deliver_key(
         &self,
         cert: &Certificate,
         key: &crate::crypto::SoftwareKey,
-        requester: &Requester,
+        a: &Authenticated,
     ) -> Checked<crate::asn1::EncryptedKey> {
         let fail = |t: String| {
             Failure::new(
@@ -940,13 +934,18 @@ impl Server {
                 "the CA certified another key than the one generated".into(),
             ));
         }
-        let (Requester::Signature { cert_der }, Some(signer)) = (requester, &self.config.signer)
-        else {
-            return Err(fail(
-                "no recipient certificate or no signer for the key package".into(),
-            ));
+        let recipient = match (&a.requester, &a.auth) {
+            (Requester::Signature { cert_der }, _) => kga::Recipient::Certificate(cert_der),
+            (Requester::Mac { .. }, Auth::Mac { protection, .. }) => match protection.as_ref() {
+                Protection::Mac(m) => kga::Recipient::Password(m.secret()),
+                Protection::Signature(_) => return Err(fail("no MAC secret".into())),
+            },
+            _ => return Err(fail("no recipient for the key".into())),
         };
-        kga::deliver(key, signer, cert_der, self.config.central_keygen_bare_key)
+        let Some(signer) = &self.config.signer else {
+            return Err(fail("no signer for the key package".into()));
+        };
+        kga::deliver(key, signer, recipient, self.config.central_keygen_bare_key)
             .map_err(|e| fail(e.detail))
     }
 
@@ -1226,7 +1225,7 @@ impl Server {
         tid: &[u8],
         current: &[u8],
         mut rec: TransactionRecord,
-        delivery: Option<(&crate::crypto::SoftwareKey, &Requester)>,
+        delivery: Option<(&crate::crypto::SoftwareKey, &Authenticated)>,
     ) -> Checked<Vec<u8>> {
         let id = Int::try_from(info.cert_req_id).map_err(|e| internal("certReqId", e))?;
         let nonce = message::random_bytes(16).map_err(|e| internal("nonce", e.detail))?;

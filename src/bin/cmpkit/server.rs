@@ -47,7 +47,8 @@ Server and CA:
   -ca_key FILE          its private key
   -grant_implicit_confirm  grant implicitConfirm to clients that ask for it
   -central_keygen       generate the key for ir/cr without one (RFC 9483 §4.1.6) and deliver
-                        it to the (signature-authenticated) requester, signed by the server
+                        it to the requester (for its certificate, or with its MAC secret),
+                        signed by the server
   -central_keygen_bare_key  sign the bare key, not an AsymmetricKeyPackage (what OpenSSL
                         3.5's client reads)
   -poll N               answer each certificate request \"waiting\" N times first
