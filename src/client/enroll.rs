@@ -1147,13 +1147,12 @@ impl Transaction {
                     let trust = self.config.trust.as_ref().ok_or_else(|| {
                         Error::new(ErrorCode::MissingConfig, "the response is signed, but no trust anchors are configured to validate it")
                     })?;
-                    trust.validate_der(&d, || {
-                        let mut untrusted: Vec<X509> = self.config.untrusted.clone();
-                        for c in msg.extra_certs.iter().flatten().skip(1) {
-                            untrusted.push(parse_der(&c.to_der()?)?);
-                        }
-                        Ok(untrusted)
-                    })?
+                    let more = msg.extra_certs.as_deref().unwrap_or_default();
+                    trust.validate_der_among(
+                        &d,
+                        &self.config.untrusted,
+                        more.get(1..).unwrap_or_default(),
+                    )?
                 }
                 (None, None) => {
                     return Err(Error::new(ErrorCode::SignerNotTrusted, "the signed response carries no certificate in extraCerts and none is configured"));

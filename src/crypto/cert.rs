@@ -146,6 +146,24 @@ impl TrustStore {
         Ok(v)
     }
 
+    /// [`validate_der`](Self::validate_der) of the first of a message's extraCerts,
+    /// `leaf_der`, with `untrusted` and then `more` (the rest of the extraCerts) as
+    /// intermediate candidates; they are parsed only when the certificate is not remembered.
+    pub fn validate_der_among(
+        &self,
+        leaf_der: &[u8],
+        untrusted: &[X509],
+        more: &[x509_cert::Certificate],
+    ) -> Result<Arc<ValidatedCert>> {
+        self.validate_der(leaf_der, || {
+            let mut all = untrusted.to_vec();
+            for c in more {
+                all.push(parse_der(&der::Encode::to_der(c)?)?);
+            }
+            Ok(all)
+        })
+    }
+
     fn verify_chain(&self, leaf: &X509, untrusted: &[X509]) -> Result<()> {
         let mut chain = Stack::new()?;
         for c in untrusted {

@@ -624,6 +624,29 @@ fn encoding_failed(e: der::Error) -> Error {
 
 /// The DER of `header` and `body` inside `der`, the DER of a PKIMessage: the content of
 /// its ProtectedPart, as received.
+/// The `ProtectedPart` a received message's protection covers, as two pieces: its SEQUENCE
+/// tag and length (written into `room`), and header and body — taken from `der`, the DER the
+/// message was decoded from, when given, else encoded from `msg` into `encoded`.
+fn protected_part_pieces<'a>(
+    msg: &PkiMessage,
+    der: Option<&'a [u8]>,
+    encoded: &'a mut Vec<u8>,
+    room: &'a mut [u8; OUTER_ROOM],
+) -> Result<[&'a [u8]; 2]> {
+    let content = match der {
+        Some(der) => header_and_body(der)?,
+        None => {
+            *encoded = protected_part_der(msg)?;
+            let encoded: &'a Vec<u8> = encoded;
+            // Skip the ProtectedPart's own tag and length.
+            let mut r = SliceReader::new(encoded)?;
+            Header::decode(&mut r)?;
+            &encoded[u32::from(r.position()) as usize..]
+        }
+    };
+    Ok([sequence_header(content.len(), room)?, content])
+}
+
 fn header_and_body(der: &[u8]) -> Result<&[u8]> {
     let bad = |e: der::Error| Error::new(ErrorCode::MalformedMessage, format!("PKIMessage: {e}"));
     let mut r = SliceReader::new(der).map_err(bad)?;
@@ -681,22 +704,11 @@ fn verify_mac_input(
     }
     let scheme = Scheme::parse(alg, limits)?;
     let alg_der = alg.to_der()?;
-    let encoded;
-    let content = match der {
-        Some(der) => header_and_body(der)?,
-        None => {
-            encoded = protected_part_der(msg)?;
-            // Skip the ProtectedPart's own tag and length.
-            let mut r = SliceReader::new(&encoded)?;
-            Header::decode(&mut r)?;
-            &encoded[u32::from(r.position()) as usize..]
-        }
-    };
-    let mut prefix = [0u8; OUTER_ROOM];
-    let prefix = sequence_header(content.len(), &mut prefix)?;
+    let (mut encoded, mut room) = (Vec::new(), [0u8; OUTER_ROOM]);
+    let parts = protected_part_pieces(msg, der, &mut encoded, &mut room)?;
     for &key_len in scheme.key_lens() {
         let key = scheme.key(secret, &alg_der, key_len, cache)?;
-        let mac = hmac(scheme.mac(), key.bytes(), &[prefix, content]);
+        let mac = hmac(scheme.mac(), key.bytes(), &parts);
         if mac.len() == value.len() && openssl::memcmp::eq(&mac, value) {
             return Ok(());
         }
@@ -741,18 +753,8 @@ fn verify_signature_input(
         );
     }
     let sig_alg = SigAlg::from_algorithm_identifier(alg)?;
-    let mut room = [0u8; OUTER_ROOM];
-    let encoded;
-    let parts: [&[u8]; 2] = match der {
-        Some(der) => {
-            let content = header_and_body(der)?;
-            [sequence_header(content.len(), &mut room)?, content]
-        }
-        None => {
-            encoded = protected_part_der(msg)?;
-            [&encoded, &[]]
-        }
-    };
+    let (mut encoded, mut room) = (Vec::new(), [0u8; OUTER_ROOM]);
+    let parts = protected_part_pieces(msg, der, &mut encoded, &mut room)?;
     crate::crypto::verify_signature_parts(sig_alg, signer_public_key, &parts, value)
         .map_err(|e| e.context("message protection"))
 }
@@ -781,13 +783,7 @@ pub fn verify_signed_by_trusted(
         );
     };
     let signer = trust
-        .validate_der(&first.to_der()?, || {
-            let mut all = untrusted.to_vec();
-            for c in &certs[1..] {
-                all.push(crate::crypto::cert::parse_der(&c.to_der()?)?);
-            }
-            Ok(all)
-        })
+        .validate_der_among(&first.to_der()?, untrusted, &certs[1..])
         .map_err(|e| e.context("signer check"))?;
     match der {
         Some(der) => verify_signature_der(msg, der, &signer.public_key),

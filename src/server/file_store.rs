@@ -64,7 +64,7 @@ impl FileStore {
     }
 
     fn path(&self, id: &[u8]) -> PathBuf {
-        let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let name = crate::message::hex(id);
         self.dir.join(if name.is_empty() {
             "-".to_owned()
         } else {

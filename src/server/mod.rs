@@ -1087,8 +1087,13 @@ impl Server {
                 })?;
                 let t = &req.cert_template;
                 let central_keygen = kga::requested(t.subject_public_key_info.as_ref());
-                let spki = match &t.subject_public_key_info {
-                    _ if central_keygen => {
+                let spki = match t
+                    .subject_public_key_info
+                    .as_ref()
+                    .filter(|_| !central_keygen)
+                {
+                    Some(spki) => spki.to_der().map_err(|e| internal("template key", e))?,
+                    None => {
                         let supported = self.config.central_keygen
                             && matches!(kind, RequestKind::Ir | RequestKind::Cr);
                         if !supported {
@@ -1102,8 +1107,6 @@ impl Server {
                         }
                         Vec::new()
                     }
-                    Some(spki) => spki.to_der().map_err(|e| internal("template key", e))?,
-                    None => unreachable!("no key is central key generation"),
                 };
                 let mut info = base(
                     id,
