@@ -42,6 +42,9 @@
  *     interposing malloc; -DNO_MALLOC_COUNT turns that off and prints -1). For cmpkit the
  *     difference all - crypto is its Rust heap; for OpenSSL it is this program's own few.
  *
+ * CMP_SIDE_BY_SIDE_IMPL=openssl or =cmpkit in the environment runs only that implementation
+ * (no ratio then), for profiling one side with perf.
+ *
  * Build: bench/c_compare.sh does it (cc ... -lcmpkit -lcrypto); C11 + POSIX, OpenSSL 3.0
  * or later.
  */
@@ -1099,11 +1102,23 @@ static void check_issued(const job *j, enum impl who, int from, int n)
     }
 }
 
+/* CMP_SIDE_BY_SIDE_IMPL=openssl|cmpkit runs only that implementation (for profiling). */
+static int impl_skipped(enum impl who)
+{
+    const char *only = getenv("CMP_SIDE_BY_SIDE_IMPL");
+
+    return only != NULL && strcmp(only, IMPL_NAMES[who]) != 0;
+}
+
 static void batch(job *j, enum impl who, int from, int n)
 {
     unsigned long crypto0 = crypto_allocs, all0 = all_allocs;
-    stamp t0 = stamp_now(), t1;
+    stamp t0, t1;
     totals *t = &j->t[who];
+
+    if (impl_skipped(who))
+        return;
+    t0 = stamp_now();
 
     if (who == OSSL)
         run_openssl(j, from, n);
@@ -1207,6 +1222,8 @@ int main(int argc, char **argv)
         j->ossl = ossl_client_new(j->s, ossl_srv);
         j->ck = ck_client_new(j->s, ck_srv, ck_client_key);
         for (impl = 0; impl < N_IMPLS; impl++) { /* keys [n, n + WARMUP) */
+            if (impl_skipped((enum impl)impl))
+                continue;
             for (w = 0; w < WARMUP; w++)
                 one_txn(j, (enum impl)impl, n + w);
             if (issues_cert(j->s))
