@@ -258,8 +258,8 @@ fn accepted() -> PkiStatusInfo {
     }
 }
 
-fn x509_cert(c: &X509) -> x509_cert::Certificate {
-    x509_cert::Certificate::from_der(&c.to_der().unwrap()).unwrap()
+fn cmp_cert(c: &X509) -> cmpkit::asn1::CmpCertificate {
+    cmpkit::asn1::CmpCertificate::try_from(c.to_der().unwrap().as_slice()).unwrap()
 }
 
 fn cert_rep(cert: &X509, private_key: Option<EncryptedKey>) -> CertRepMessage {
@@ -269,7 +269,7 @@ fn cert_rep(cert: &X509, private_key: Option<EncryptedKey>) -> CertRepMessage {
             cert_req_id: Int::new(&[0]).unwrap(),
             status: accepted(),
             certified_key_pair: Some(CertifiedKeyPair {
-                cert_or_enc_cert: CertOrEncCert::Certificate(Box::new(x509_cert(cert))),
+                cert_or_enc_cert: CertOrEncCert::Certificate(cmp_cert(cert)),
                 private_key,
                 publication_info: None,
             }),
@@ -597,10 +597,10 @@ fn krr_gets_new_sig_cert_ca_certs_and_the_recovered_key() {
     assert_eq!(sent_body(&tx).name(), "krr");
     let krp = KeyRecRepContent {
         status: accepted(),
-        new_sig_cert: Some(x509_cert(&new_sig_cert)),
-        ca_certs: Some(vec![x509_cert(&ca.cert)]),
+        new_sig_cert: Some(cmp_cert(&new_sig_cert)),
+        ca_certs: Some(vec![cmp_cert(&ca.cert)]),
         key_pair_hist: Some(vec![CertifiedKeyPair {
-            cert_or_enc_cert: CertOrEncCert::Certificate(Box::new(x509_cert(&old_cert))),
+            cert_or_enc_cert: CertOrEncCert::Certificate(cmp_cert(&old_cert)),
             private_key: Some(envelop_with_password(SECRET, &sd)),
             publication_info: None,
         }]),

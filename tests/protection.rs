@@ -47,11 +47,8 @@ fn load(folder: &str, name: &str) -> PkiMessage {
     PkiMessage::from_der(&std::fs::read(dir(folder).join(name)).unwrap()).unwrap()
 }
 
-fn cert_key(cert: &x509_cert::Certificate) -> PKey<Public> {
-    X509::from_der(&cert.to_der().unwrap())
-        .unwrap()
-        .public_key()
-        .unwrap()
+fn cert_key(cert: &cmpkit::asn1::CmpCertificate) -> PKey<Public> {
+    X509::from_der(cert.der()).unwrap().public_key().unwrap()
 }
 
 fn first_extra_cert_key(msg: &PkiMessage) -> PKey<Public> {

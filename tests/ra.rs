@@ -421,7 +421,7 @@ fn ca_refuses_nested_from_untrusted_signers_and_deeper_nesting() {
             },
             body: PkiBody::Nested(vec![der::Any::from_der(inner).unwrap()]),
             protection: None,
-            extra_certs: Some(vec![c]),
+            extra_certs: Some(vec![cmpkit::asn1::CmpCertificate::try_from(&c).unwrap()]),
         };
         protection::protect(&mut m, &Protection::Signature(key)).unwrap();
         m.to_der().unwrap()

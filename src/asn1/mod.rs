@@ -14,6 +14,10 @@
 //! - `EncryptedKey` ([`EncryptedKey`]) is our own CHOICE: its `envelopedData [0]` is IMPLICIT
 //!   as in the CRMF module (crmf 0.3.0-pre.0 declares it EXPLICIT; see the type's docs).
 //! - Announcements are kept as raw DER ([`der::Any`]).
+//! - `CMPCertificate` is kept as its DER ([`CmpCertificate`]): certificates travel through
+//!   the protocol as opaque blobs (validated by the trust store, hashed for certConf, handed
+//!   to the caller), so decoding every name and extension of each one, and encoding it again,
+//!   would be work thrown away. A certificate is parsed where one of its fields is needed.
 //!
 //! CRMF (`crmf`), PKCS#10 (`x509-cert`) and `InfoTypeAndValue` (`cmpv2`) are reused as they are.
 
@@ -24,6 +28,12 @@ use x509_cert::crl::CertificateList;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::CertReq;
 use x509_cert::Certificate;
+
+use der::asn1::{AnyRef, BitStringRef};
+use der::{
+    Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Tagged, Writer,
+};
+use std::sync::Arc;
 
 pub mod genm;
 
@@ -57,7 +67,153 @@ pub struct PkiMessage {
         constructed = "true",
         optional = "true"
     )]
-    pub extra_certs: Option<Vec<Certificate>>,
+    pub extra_certs: Option<Vec<CmpCertificate>>,
+}
+
+/// `CMPCertificate ::= CHOICE { x509v3PKCert Certificate }` (RFC 9810 §5.1), kept as the DER
+/// it arrived in or was built from. Decoding checks the outer shape only
+/// (`SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }`, DER lengths); [`CmpCertificate::parse`]
+/// decodes the rest when a field is needed. Clones share the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CmpCertificate(Arc<[u8]>);
+
+impl CmpCertificate {
+    /// The certificate's DER.
+    pub fn der(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Decode the whole certificate.
+    pub fn parse(&self) -> der::Result<Certificate> {
+        Certificate::from_der(&self.0)
+    }
+
+    /// The fields the protocol needs, read without decoding them (see [`CertFields`]).
+    pub fn fields(&self) -> der::Result<CertFields<'_>> {
+        CertFields::read(&self.0)
+    }
+}
+
+/// Fields of a certificate (RFC 5280 §4.1), each as its complete DER (tag, length, value),
+/// read without decoding names, keys or extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertFields<'a> {
+    /// `serialNumber` (an INTEGER).
+    pub serial: &'a [u8],
+    /// `issuer` (a Name).
+    pub issuer: &'a [u8],
+    /// `subject` (a Name).
+    pub subject: &'a [u8],
+    /// `subjectPublicKeyInfo`.
+    pub spki: &'a [u8],
+    /// The outer `signatureAlgorithm`'s OID.
+    pub signature_algorithm: der::oid::ObjectIdentifier,
+}
+
+impl<'a> CertFields<'a> {
+    /// Read the fields of the certificate `der`; each field's tag is checked.
+    pub fn read(der: &'a [u8]) -> der::Result<Self> {
+        fn field<'a>(r: &mut der::SliceReader<'a>, tag: Tag) -> der::Result<&'a [u8]> {
+            Tag::peek(r)?.assert_eq(tag)?;
+            r.tlv_bytes()
+        }
+        let mut r = der::SliceReader::new(der)?;
+        let fields = r.sequence(|r| {
+            let tbs = field(r, Tag::Sequence)?;
+            let alg = spki::AlgorithmIdentifierRef::decode(r)?;
+            BitStringRef::decode(r)?;
+            let mut t = der::SliceReader::new(tbs)?;
+            let fields = t.sequence(|t| {
+                // version [0] EXPLICIT Version DEFAULT v1
+                if Tag::peek(t)?.is_context_specific() {
+                    t.tlv_bytes()?;
+                }
+                let serial = field(t, Tag::Integer)?;
+                field(t, Tag::Sequence)?; // signature
+                let issuer = field(t, Tag::Sequence)?;
+                field(t, Tag::Sequence)?; // validity
+                let subject = field(t, Tag::Sequence)?;
+                let spki = field(t, Tag::Sequence)?;
+                while !t.is_finished() {
+                    t.tlv_bytes()?; // issuerUniqueID, subjectUniqueID, extensions
+                }
+                Ok::<_, der::Error>(CertFields {
+                    serial,
+                    issuer,
+                    subject,
+                    spki,
+                    signature_algorithm: alg.oid,
+                })
+            })?;
+            t.finish(fields)
+        })?;
+        r.finish(fields)
+    }
+}
+
+impl std::fmt::Debug for CmpCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CmpCertificate({} bytes)", self.0.len())
+    }
+}
+
+impl TryFrom<&Certificate> for CmpCertificate {
+    type Error = der::Error;
+
+    fn try_from(cert: &Certificate) -> der::Result<Self> {
+        Ok(CmpCertificate(cert.to_der()?.into()))
+    }
+}
+
+impl TryFrom<&[u8]> for CmpCertificate {
+    type Error = der::Error;
+
+    /// Takes one certificate's DER (checked as when decoded).
+    fn try_from(der: &[u8]) -> der::Result<Self> {
+        Self::from_der(der)
+    }
+}
+
+impl<'a> DecodeValue<'a> for CmpCertificate {
+    type Error = der::Error;
+
+    fn decode_value<R: Reader<'a>>(reader: &mut R, header: Header) -> der::Result<Self> {
+        let value = reader.read_slice(header.length)?;
+        // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE,
+        // signatureValue BIT STRING }: the outer shape, without decoding the contents.
+        let mut r = der::SliceReader::new(value)?;
+        for tag in [Tag::Sequence, Tag::Sequence, Tag::BitString] {
+            AnyRef::decode(&mut r)?.tag().assert_eq(tag)?;
+        }
+        r.finish(())?;
+        let mut head = [0u8; 8];
+        let head = header.encode_to_slice(&mut head)?;
+        let mut der = Vec::with_capacity(head.len() + value.len());
+        der.extend_from_slice(head);
+        der.extend_from_slice(value);
+        Ok(CmpCertificate(der.into()))
+    }
+}
+
+impl CmpCertificate {
+    /// The contents octets (the DER without the outer tag and length).
+    fn value(&self) -> der::Result<&[u8]> {
+        Ok(Header::from_der_partial(&self.0)?.1)
+    }
+}
+
+impl EncodeValue for CmpCertificate {
+    fn value_len(&self) -> der::Result<Length> {
+        Length::try_from(self.value()?.len())
+    }
+
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        writer.write(self.value()?)
+    }
+}
+
+impl FixedTag for CmpCertificate {
+    const TAG: Tag = Tag::Sequence;
 }
 
 /// `ProtectedPart ::= SEQUENCE { header, body }`: the input to MAC and signature protection.
@@ -317,7 +473,7 @@ pub struct CertRepMessage {
         constructed = "true",
         optional = "true"
     )]
-    pub ca_pubs: Option<Vec<Certificate>>,
+    pub ca_pubs: Option<Vec<CmpCertificate>>,
     /// One response per request.
     pub response: Vec<CertResponse>,
 }
@@ -365,7 +521,7 @@ pub struct CertifiedKeyPair {
 pub enum CertOrEncCert {
     /// `certificate [0] CMPCertificate`.
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", constructed = "true")]
-    Certificate(Box<Certificate>),
+    Certificate(CmpCertificate),
     /// `encryptedCert [1] EncryptedKey` (EXPLICIT: the tag is on a CHOICE).
     #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true")]
     EncryptedCert(EncryptedKey),
@@ -404,7 +560,7 @@ pub struct KeyRecRepContent {
         constructed = "true",
         optional = "true"
     )]
-    pub new_sig_cert: Option<Certificate>,
+    pub new_sig_cert: Option<CmpCertificate>,
     /// `caCerts [1] SEQUENCE OF CMPCertificate OPTIONAL`.
     #[asn1(
         context_specific = "1",
@@ -412,7 +568,7 @@ pub struct KeyRecRepContent {
         constructed = "true",
         optional = "true"
     )]
-    pub ca_certs: Option<Vec<Certificate>>,
+    pub ca_certs: Option<Vec<CmpCertificate>>,
     /// `keyPairHist [2] SEQUENCE OF CertifiedKeyPair OPTIONAL`.
     #[asn1(
         context_specific = "2",
@@ -695,6 +851,97 @@ mod tests {
             PkiBody::from_der(&der).unwrap(),
             PkiBody::Krp(Box::new(krp))
         );
+    }
+
+    /// A self-signed EC certificate made by OpenSSL, with a v3 extension.
+    fn openssl_cert() -> Vec<u8> {
+        let key = openssl::pkey::PKey::ec_gen("P-256").unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "fields test").unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let serial = openssl::bn::BigNum::from_u32(0x00c0_ffee).unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.append_extension(
+            openssl::x509::extension::BasicConstraints::new()
+                .critical()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha384())
+            .unwrap();
+        b.build().to_der().unwrap()
+    }
+
+    #[test]
+    fn cmp_certificate_keeps_the_der_and_reads_the_fields_x509_cert_decodes() {
+        let der = openssl_cert();
+        let c = CmpCertificate::try_from(der.as_slice()).unwrap();
+        assert_eq!(c.der(), der.as_slice());
+        assert_eq!(c.to_der().unwrap(), der);
+        let full = c.parse().unwrap();
+        let tbs = full.tbs_certificate();
+        let f = c.fields().unwrap();
+        assert_eq!(f.serial, tbs.serial_number().to_der().unwrap().as_slice());
+        assert_eq!(f.issuer, tbs.issuer().to_der().unwrap().as_slice());
+        assert_eq!(f.subject, tbs.subject().to_der().unwrap().as_slice());
+        assert_eq!(
+            f.spki,
+            tbs.subject_public_key_info().to_der().unwrap().as_slice()
+        );
+        assert_eq!(f.signature_algorithm, full.signature_algorithm().oid);
+        assert_eq!(f.signature_algorithm, oid::ECDSA_SHA384);
+        // As a SEQUENCE OF inside an explicit tag (extraCerts), byte for byte both ways.
+        let msg_certs = CertRepMessage {
+            ca_pubs: Some(vec![c.clone(), c.clone()]),
+            response: Vec::new(),
+        };
+        let enc = msg_certs.to_der().unwrap();
+        assert_eq!(CertRepMessage::from_der(&enc).unwrap(), msg_certs);
+        assert_eq!(
+            enc.windows(der.len())
+                .filter(|w| *w == der.as_slice())
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn cmp_certificate_refuses_what_is_not_shaped_like_a_certificate() {
+        let der = openssl_cert();
+        // not a SEQUENCE
+        assert!(CmpCertificate::from_der(&[0x04, 0x01, 0x00]).is_err());
+        // a SEQUENCE of the wrong parts: { INTEGER, SEQUENCE, BIT STRING }
+        let wrong = [
+            0x30, 0x09, 0x02, 0x01, 0x01, 0x30, 0x00, 0x03, 0x02, 0x00, 0x00,
+        ];
+        assert!(CmpCertificate::from_der(&wrong).is_err());
+        // a fourth element after the signature
+        let mut extra = der.clone();
+        extra.extend_from_slice(&[0x05, 0x00]);
+        let inner_len = extra.len() - 4; // the test certificate has a 2-byte length
+        assert_eq!(der[1], 0x82);
+        extra[2..4].copy_from_slice(&u16::try_from(inner_len).unwrap().to_be_bytes());
+        assert!(CmpCertificate::from_der(&extra).is_err());
+        // truncated
+        assert!(CmpCertificate::from_der(&der[..der.len() - 1]).is_err());
+        // the outer shape holds but the TBSCertificate does not: fields() refuses it
+        let bad_tbs = [
+            0x30, 0x0b, 0x30, 0x02, 0x05, 0x00, 0x30, 0x00, 0x03, 0x03, 0x00, 0x00, 0x00,
+        ];
+        let c = CmpCertificate::from_der(&bad_tbs).unwrap();
+        assert!(c.fields().is_err());
+        assert!(c.parse().is_err());
     }
 
     #[test]

@@ -7,8 +7,8 @@ use super::response::RecoveredKey;
 use super::response::Response;
 use crate::asn1::{
     oid, CertId, CertRepMessage, CertReqMsg, CertRequest, CertStatus, CertTemplate,
-    CertifiedKeyPair, InfoTypeAndValue, KeyRecRepContent, PkiBody, PkiHeader, PkiMessage,
-    PollRepEntry, PollReqEntry, RevDetails, RevRepContent,
+    CertifiedKeyPair, CmpCertificate, InfoTypeAndValue, KeyRecRepContent, PkiBody, PkiHeader,
+    PkiMessage, PollRepEntry, PollReqEntry, RevDetails, RevRepContent,
 };
 use crate::crypto::cert::{parse_der, subject_text, ValidatedCert};
 use crate::crypto::decrypt::{decrypt_encrypted_key, extract_private_key};
@@ -650,7 +650,7 @@ impl Transaction {
                 self.handle_rev_rep(&msg, rep)
             }
             (PkiBody::Genp(itavs), Expect::Final | Expect::Poll) if kind == Kind::Genm => {
-                self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+                self.response.extra_certs = ders(msg.extra_certs.as_ref());
                 self.response.genp = itavs.clone();
                 Ok(None)
             }
@@ -749,7 +749,7 @@ impl Transaction {
 
     /// rp: one status for our one RevDetails.
     fn handle_rev_rep(&mut self, msg: &PkiMessage, rep: &RevRepContent) -> Result<Option<State>> {
-        self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+        self.response.extra_certs = ders(msg.extra_certs.as_ref());
         let [si] = rep.status.as_slice() else {
             return Err(Error::new(
                 ErrorCode::BadMessageContent,
@@ -780,8 +780,8 @@ impl Transaction {
     }
 
     fn handle_cert_rep(&mut self, msg: &PkiMessage, rep: &CertRepMessage) -> Result<Option<State>> {
-        self.response.ca_pubs = ders(rep.ca_pubs.as_deref().unwrap_or_default())?;
-        self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+        self.response.ca_pubs = ders(rep.ca_pubs.as_ref());
+        self.response.extra_certs = ders(msg.extra_certs.as_ref());
         let [resp] = rep.response.as_slice() else {
             return Err(Error::new(
                 ErrorCode::BadMessageContent,
@@ -835,16 +835,15 @@ impl Transaction {
                 ))
             }
         };
-        let cert_der = cert.to_der()?;
-        let cert_spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+        let fields = cert.fields()?;
+        let cert_spki = fields.spki;
         let granted = message::has_implicit_confirm(&msg.header);
         self.response.implicit_confirm_granted = self.config.implicit_confirm && granted;
-        self.response.certificate = Some(cert_der.clone());
+        self.response.certificate = Some(cert.der().to_vec());
         // The certificate is unusable if its key is not ours (or, with central key generation,
         // if we cannot decrypt the delivered key or it does not match): reject it in certConf.
         let problem = if self.central_keygen {
-            let issuer = cert.tbs_certificate().issuer().to_der()?;
-            self.take_delivered_key(resp.certified_key_pair.as_ref(), &cert_spki, &issuer)
+            self.take_delivered_key(resp.certified_key_pair.as_ref(), cert_spki, fields.issuer)
                 .err()
                 .map(|e| {
                     let text = match e.code {
@@ -855,7 +854,7 @@ impl Transaction {
                     };
                     (e, text)
                 })
-        } else if cert_spki != self.key_spki {
+        } else if cert_spki != self.key_spki.as_slice() {
             Some((
                 Error::new(
                     ErrorCode::CertKeyMismatch,
@@ -883,7 +882,7 @@ impl Transaction {
         if self.response.implicit_confirm_granted {
             return Ok(None);
         }
-        let hash = cert_hash(&cert_der)?;
+        let hash = cert_hash(cert.der())?;
         let body = PkiBody::CertConf(vec![CertStatus {
             cert_hash: OctetString::new(hash)?,
             cert_req_id: int_from_i64(self.cert_req_id)?,
@@ -950,7 +949,7 @@ impl Transaction {
         msg: &PkiMessage,
         rep: &KeyRecRepContent,
     ) -> Result<Option<State>> {
-        self.response.extra_certs = ders(msg.extra_certs.as_deref().unwrap_or_default())?;
+        self.response.extra_certs = ders(msg.extra_certs.as_ref());
         let status = PeerStatus::from_status_info(&rep.status);
         self.response.status = Some(status.clone());
         match PkiStatus::from_u8(status.status) {
@@ -969,11 +968,10 @@ impl Transaction {
                 ));
             }
         }
-        self.response.ca_pubs = ders(rep.ca_certs.as_deref().unwrap_or_default())?;
+        self.response.ca_pubs = ders(rep.ca_certs.as_ref());
         if let Some(cert) = &rep.new_sig_cert {
-            let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
-            self.response.certificate = Some(cert.to_der()?);
-            if spki != self.key_spki {
+            self.response.certificate = Some(cert.der().to_vec());
+            if cert.fields()?.spki != self.key_spki.as_slice() {
                 return Err(Error::new(
                     ErrorCode::CertKeyMismatch,
                     "krp newSigCert does not carry the public key of our krr",
@@ -991,15 +989,14 @@ impl Transaction {
                     ));
                 }
             };
-            let certificate = cert.to_der()?;
+            let certificate = cert.der().to_vec();
             let private_key_pkcs8 = match &pair.private_key {
                 Some(encrypted) => {
-                    let issuer = cert.tbs_certificate().issuer().to_der()?;
+                    let fields = cert.fields()?;
                     let (pkcs8, _) = self
-                        .decrypt_key(encrypted, &issuer)
+                        .decrypt_key(encrypted, fields.issuer)
                         .map_err(|e| e.context(&format!("keyPairHist entry {i}")))?;
-                    let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
-                    check_key_matches(&pkcs8, &spki)
+                    check_key_matches(&pkcs8, fields.spki)
                         .map_err(|e| e.context(&format!("keyPairHist entry {i}")))?;
                     Some(pkcs8)
                 }
@@ -1118,10 +1115,13 @@ impl Transaction {
     /// The validated public key of the response's signer; checked once per transaction
     /// (and its chain validated once per [`TrustStore`](crate::crypto::TrustStore) cache period).
     fn peer_signer_key(&mut self, msg: &PkiMessage) -> Result<&PKey<Public>> {
-        let first = msg.extra_certs.as_ref().and_then(|c| c.first());
-        let first_der = first.map(|c| c.to_der()).transpose()?;
-        let reuse = match (&self.peer_signer, &first_der) {
-            (Some(p), Some(d)) => &p.der == d,
+        let first_der = msg
+            .extra_certs
+            .as_ref()
+            .and_then(|c| c.first())
+            .map(CmpCertificate::der);
+        let reuse = match (&self.peer_signer, first_der) {
+            (Some(p), Some(d)) => p.der == d,
             (Some(_), None) => true,
             _ => false,
         };
@@ -1129,10 +1129,10 @@ impl Transaction {
             let signer = match (&self.config.server_cert, first_der) {
                 (Some(pinned), d) => {
                     if let Some(d) = d {
-                        if d != pinned.to_der()? {
+                        if d != pinned.to_der()?.as_slice() {
                             return Err(Error::new(
                                 ErrorCode::SenderMismatch,
-                                format!("the response is signed by {}, not the configured server certificate", subject_text(&parse_der(&d)?)),
+                                format!("the response is signed by {}, not the configured server certificate", subject_text(&parse_der(d)?)),
                             ));
                         }
                     }
@@ -1149,7 +1149,7 @@ impl Transaction {
                     })?;
                     let more = msg.extra_certs.as_deref().unwrap_or_default();
                     trust.validate_der_among(
-                        &d,
+                        d,
                         &self.config.untrusted,
                         more.get(1..).unwrap_or_default(),
                     )?
@@ -1258,22 +1258,16 @@ type SignerFields = (
     GeneralName,
     Option<OctetString>,
     Option<Name>,
-    Option<Vec<x509_cert::Certificate>>,
+    Option<Vec<CmpCertificate>>,
 );
 
 fn signer_header_fields(cert: &X509, chain: &[X509]) -> Result<SignerFields> {
-    let parsed = x509_cert::Certificate::from_der(&cert.to_der()?)?;
-    let tbs = parsed.tbs_certificate();
-    let ski = cert.subject_key_id().map(|s| s.as_slice().to_vec());
-    let mut extra = vec![parsed.clone()];
-    for c in chain {
-        extra.push(x509_cert::Certificate::from_der(&c.to_der()?)?);
-    }
+    let id = message::SignerIdentity::new(cert, chain)?;
     Ok((
-        GeneralName::DirectoryName(tbs.subject().clone()),
-        ski.map(|s| message::octet_string(&s)).transpose()?,
-        Some(tbs.issuer().clone()),
-        Some(extra),
+        GeneralName::DirectoryName(id.subject),
+        id.ski.map(|s| message::octet_string(&s)).transpose()?,
+        Some(id.issuer),
+        Some(id.extra),
     ))
 }
 
@@ -1431,8 +1425,7 @@ fn cert_req_msg(
 /// certHash: the hash the certificate's signature algorithm uses (RFC 9810 §5.3.18, RFC 9481).
 pub(crate) fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
     use openssl::hash::{hash, MessageDigest};
-    let cert = x509_cert::Certificate::from_der(cert_der)?;
-    let sig_oid = cert.signature_algorithm().oid;
+    let sig_oid = crate::asn1::CertFields::read(cert_der)?.signature_algorithm;
     let md = match sig_oid {
         o if o == oid::ECDSA_SHA384 || o == oid::RSA_SHA384 => MessageDigest::sha384(),
         o if o == oid::ECDSA_SHA512 || o == oid::RSA_SHA512 || o == oid::ED25519 => {
@@ -1451,8 +1444,12 @@ pub(crate) fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
     Ok(hash(md, cert_der)?.to_vec())
 }
 
-fn ders(certs: &[x509_cert::Certificate]) -> Result<Vec<Vec<u8>>> {
-    certs.iter().map(|c| Ok(c.to_der()?)).collect()
+fn ders(certs: Option<&Vec<CmpCertificate>>) -> Vec<Vec<u8>> {
+    certs
+        .into_iter()
+        .flatten()
+        .map(|c| c.der().to_vec())
+        .collect()
 }
 
 /// An INTEGER from an i64 (minimal two's complement, as DER wants).

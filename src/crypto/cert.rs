@@ -153,12 +153,12 @@ impl TrustStore {
         &self,
         leaf_der: &[u8],
         untrusted: &[X509],
-        more: &[x509_cert::Certificate],
+        more: &[crate::asn1::CmpCertificate],
     ) -> Result<Arc<ValidatedCert>> {
         self.validate_der(leaf_der, || {
             let mut all = untrusted.to_vec();
             for c in more {
-                all.push(parse_der(&der::Encode::to_der(c)?)?);
+                all.push(parse_der(c.der())?);
             }
             Ok(all)
         })

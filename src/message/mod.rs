@@ -140,6 +140,45 @@ pub fn parse_name(s: &str) -> Result<Name> {
     })
 }
 
+/// What a signer puts in the messages it protects: its certificate's subject (the sender)
+/// and issuer, its subjectKeyIdentifier (senderKID), and the certificate with its chain
+/// (extraCerts). Computed once per signer.
+#[derive(Clone, Debug)]
+pub(crate) struct SignerIdentity {
+    /// The protection certificate's subject.
+    pub subject: Name,
+    /// The protection certificate's issuer.
+    pub issuer: Name,
+    /// Its subjectKeyIdentifier, if it has one.
+    pub ski: Option<Vec<u8>>,
+    /// The certificate followed by `chain`.
+    pub extra: Vec<crate::asn1::CmpCertificate>,
+}
+
+impl SignerIdentity {
+    /// The identity of the signer holding `cert`, sending `chain` along.
+    pub fn new(cert: &openssl::x509::X509, chain: &[openssl::x509::X509]) -> Result<Self> {
+        let own = crate::asn1::CmpCertificate::try_from(cert.to_der()?.as_slice())?;
+        let fields = own.fields()?;
+        let (subject, issuer) = (
+            Name::from_der(fields.subject)?,
+            Name::from_der(fields.issuer)?,
+        );
+        let mut extra = vec![own];
+        for c in chain {
+            extra.push(crate::asn1::CmpCertificate::try_from(
+                c.to_der()?.as_slice(),
+            )?);
+        }
+        Ok(SignerIdentity {
+            subject,
+            issuer,
+            ski: cert.subject_key_id().map(|k| k.as_slice().to_vec()),
+            extra,
+        })
+    }
+}
+
 /// The NULL-DN as a GeneralName (RFC 9810: sender/recipient when the name is unknown).
 pub fn null_dn() -> GeneralName {
     GeneralName::DirectoryName(Name::default())

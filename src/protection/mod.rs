@@ -783,7 +783,7 @@ pub fn verify_signed_by_trusted(
         );
     };
     let signer = trust
-        .validate_der_among(&first.to_der()?, untrusted, &certs[1..])
+        .validate_der_among(first.der(), untrusted, &certs[1..])
         .map_err(|e| e.context("signer check"))?;
     match der {
         Some(der) => verify_signature_der(msg, der, &signer.public_key),

@@ -75,6 +75,7 @@ pub use file_store::FileStore;
 pub use store::{MemoryStore, RecordState, TransactionRecord, TransactionStore};
 pub use tools::{summarize, PollingCa};
 
+use crate::asn1::CmpCertificate;
 use crate::asn1::{
     oid, CertId, CertOrEncCert, CertRepMessage, CertReqMsg, CertResponse, CertStatus, CertTemplate,
     CertifiedKeyPair, ErrorMsgContent, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage,
@@ -98,7 +99,6 @@ use std::time::{Duration, SystemTime};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
-use x509_cert::Certificate;
 
 /// Looks up the shared secret for a senderKID (the reference value of MAC-protected requests).
 pub trait SecretLookup: Send + Sync {
@@ -185,7 +185,7 @@ impl RequestKind {
                 let first = rep.response.into_iter().next();
                 let new_sig_cert = first.as_ref().and_then(|r| {
                     match r.certified_key_pair.as_ref().map(|k| &k.cert_or_enc_cert) {
-                        Some(CertOrEncCert::Certificate(c)) => Some((**c).clone()),
+                        Some(CertOrEncCert::Certificate(c)) => Some(c.clone()),
                         _ => None,
                     }
                 });
@@ -246,10 +246,14 @@ impl std::fmt::Display for Requester {
                 Ok(t) if t.chars().all(|c| !c.is_control()) => write!(f, "senderKID \"{t}\""),
                 _ => write!(f, "senderKID {}", message::hex(sender_kid)),
             },
-            Requester::Signature { cert_der } => match Certificate::from_der(cert_der) {
-                Ok(c) => write!(f, "certificate \"{}\"", c.tbs_certificate().subject()),
-                Err(_) => f.write_str("an unreadable certificate"),
-            },
+            Requester::Signature { cert_der } => {
+                match crate::asn1::CertFields::read(cert_der)
+                    .and_then(|c| Name::from_der(c.subject))
+                {
+                    Ok(subject) => write!(f, "certificate \"{subject}\""),
+                    Err(_) => f.write_str("an unreadable certificate"),
+                }
+            }
         }
     }
 }
@@ -463,13 +467,6 @@ struct Authenticated {
     requester: Requester,
 }
 
-/// The server's own certificates, parsed once.
-struct SignerCerts {
-    subject: Name,
-    ski: Option<Vec<u8>>,
-    extra: Vec<Certificate>,
-}
-
 /// A CMP server: checks requests, asks the [`CaHandler`], keeps transactions in a
 /// [`TransactionStore`] and answers. `Send + Sync`; call [`process`](Self::process) from
 /// as many threads as needed.
@@ -477,7 +474,7 @@ pub struct Server {
     config: ServerConfig,
     handler: Arc<dyn CaHandler>,
     store: Arc<dyn TransactionStore>,
-    signer_certs: Option<SignerCerts>,
+    signer_certs: Option<message::SignerIdentity>,
     /// MAC keys derived for requests, kept across requests: a client that protects all
     /// messages of a transaction with the same parameters (RFC 4210 §5.1.3.1 recommends
     /// it) costs one derivation per transaction, not one per request.
@@ -510,21 +507,11 @@ impl Server {
         handler: Arc<dyn CaHandler>,
         store: Arc<dyn TransactionStore>,
     ) -> crate::Result<Self> {
-        let signer_certs = match &config.signer {
-            Some(s) => {
-                let cert = Certificate::from_der(&s.cert.to_der()?)?;
-                let mut extra = vec![cert.clone()];
-                for c in &s.chain {
-                    extra.push(Certificate::from_der(&c.to_der()?)?);
-                }
-                Some(SignerCerts {
-                    subject: cert.tbs_certificate().subject().clone(),
-                    ski: s.cert.subject_key_id().map(|k| k.as_slice().to_vec()),
-                    extra,
-                })
-            }
-            None => None,
-        };
+        let signer_certs = config
+            .signer
+            .as_ref()
+            .map(|s| message::SignerIdentity::new(&s.cert, &s.chain))
+            .transpose()?;
         Ok(Server {
             config,
             handler,
@@ -914,7 +901,7 @@ impl Server {
     /// signature certificate, or its MAC secret) and signed with our signer.
     fn deliver_key(
         &self,
-        cert: &Certificate,
+        cert: &CmpCertificate,
         key: &crate::crypto::SoftwareKey,
         a: &Authenticated,
     ) -> Checked<crate::asn1::EncryptedKey> {
@@ -924,11 +911,8 @@ impl Server {
                 format!("central key generation check: {t}"),
             )
         };
-        let spki = cert
-            .tbs_certificate()
-            .subject_public_key_info()
-            .to_der()
-            .map_err(|e| internal("certificate key", e))?;
+        let fields = cert.fields().map_err(|e| internal("certificate key", e))?;
+        let spki = fields.spki;
         if spki != crate::crypto::Signer::public_key_der(key) {
             return Err(fail(
                 "the CA certified another key than the one generated".into(),
@@ -974,15 +958,20 @@ impl Server {
             .transpose()?;
         let signer = match requester {
             Requester::Signature { cert_der } if !self.may_act_as_ra(cert_der) => Some(
-                Certificate::from_der(cert_der).map_err(|e| internal("signer certificate", e))?,
+                crate::asn1::CertFields::read(cert_der)
+                    .map_err(|e| internal("signer certificate", e))?,
             ),
             _ => None,
         };
+        let name = |der: &[u8]| Name::from_der(der).map_err(|e| internal("signer certificate", e));
+        let serial = |der: &[u8]| {
+            x509_cert::serial_number::SerialNumber::from_der(der)
+                .map_err(|e| internal("signer certificate", e))
+        };
         match (named, signer) {
             (Some(id), Some(cert)) => {
-                let tbs = cert.tbs_certificate();
-                let same = matches!(&id.issuer, GeneralName::DirectoryName(n) if n == tbs.issuer())
-                    && id.serial_number == *tbs.serial_number();
+                let same = matches!(&id.issuer, GeneralName::DirectoryName(n) if n.to_der().is_ok_and(|d| d == cert.issuer))
+                    && id.serial_number.to_der().is_ok_and(|d| d == cert.serial);
                 if same {
                     Ok(Some(id))
                 } else {
@@ -995,16 +984,16 @@ impl Server {
                                 GeneralName::DirectoryName(n) => format!("\"{n}\""),
                                 _ => "a non-directory issuer".to_owned(),
                             },
-                            message::hex(tbs.serial_number().as_bytes()),
-                            tbs.issuer()
+                            message::hex(serial(cert.serial)?.as_bytes()),
+                            name(cert.issuer)?
                         ),
                     ))
                 }
             }
             (Some(id), None) => Ok(Some(id)),
             (None, Some(cert)) => Ok(Some(CertId {
-                issuer: GeneralName::DirectoryName(cert.tbs_certificate().issuer().clone()),
-                serial_number: cert.tbs_certificate().serial_number().clone(),
+                issuer: GeneralName::DirectoryName(name(cert.issuer)?),
+                serial_number: serial(cert.serial)?,
             })),
             (None, None) => Ok(None),
         }
@@ -1244,14 +1233,16 @@ impl Server {
         };
         match decision {
             Decision::Issue(iss) => {
-                let cert = Certificate::from_der(&iss.cert)
-                    .map_err(|e| internal("the CA handler's certificate", e))?;
-                let parse_all = |v: &[Vec<u8>]| -> Checked<Vec<Certificate>> {
-                    v.iter()
-                        .map(|d| {
-                            Certificate::from_der(d).map_err(|e| internal("CA certificates", e))
-                        })
-                        .collect()
+                // The handler's certificates go out as they are; their shape and TBS fields are
+                // checked here so that a broken handler gets an error, not a broken message.
+                let check = |d: &[u8], what: &str| -> Checked<CmpCertificate> {
+                    CmpCertificate::try_from(d)
+                        .and_then(|c| c.fields().map(|_| ()).map(|()| c))
+                        .map_err(|e| internal(what, e))
+                };
+                let cert = check(&iss.cert, "the CA handler's certificate")?;
+                let parse_all = |v: &[Vec<u8>]| -> Checked<Vec<CmpCertificate>> {
+                    v.iter().map(|d| check(d, "CA certificates")).collect()
                 };
                 let ca_pubs = parse_all(&iss.ca_pubs)?;
                 let chain = parse_all(&iss.chain)?;
@@ -1288,7 +1279,7 @@ impl Server {
                         cert_req_id: id,
                         status: status(PkiStatus::Accepted, None)?,
                         certified_key_pair: Some(CertifiedKeyPair {
-                            cert_or_enc_cert: CertOrEncCert::Certificate(Box::new(cert)),
+                            cert_or_enc_cert: CertOrEncCert::Certificate(cert),
                             private_key,
                             publication_info: None,
                         }),
@@ -1839,7 +1830,7 @@ impl Server {
         body: PkiBody,
         general_info: Option<Vec<InfoTypeAndValue>>,
         nonce: Vec<u8>,
-        extra: Vec<Certificate>,
+        extra: Vec<CmpCertificate>,
     ) -> Checked<Vec<u8>> {
         self.build(Some(req), auth, false, body, general_info, nonce, extra)
             .map_err(|e| internal("building the response", e.detail))
@@ -1854,7 +1845,7 @@ impl Server {
         body: PkiBody,
         general_info: Option<Vec<InfoTypeAndValue>>,
         nonce: Vec<u8>,
-        mut extra: Vec<Certificate>,
+        mut extra: Vec<CmpCertificate>,
     ) -> crate::Result<Vec<u8>> {
         let sign = !plain
             && match auth {

@@ -51,6 +51,7 @@ use super::{
     internal, Auth, Authenticated, CaHandler, CertRequestInfo, Checked, Decision, Failure,
     MemoryStore, Rejection, RequestKind, Requester, RevocationRequest, Server, ServerConfig,
 };
+use crate::asn1::CmpCertificate;
 use crate::asn1::{
     CertRepMessage, CertReqMsg, CertResponse, CertTemplate, InfoTypeAndValue, PkiBody, PkiHeader,
     PkiMessage, PkiStatusInfo,
@@ -67,7 +68,6 @@ use openssl::x509::X509;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::Certificate;
 
 /// How the RA forwards requests upstream (RFC 9483 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +166,7 @@ impl CaHandler for NoCa {
 struct UpstreamIdentity {
     sender: GeneralName,
     sender_kid: Option<Vec<u8>>,
-    extra: Vec<Certificate>,
+    extra: Vec<CmpCertificate>,
 }
 
 /// A registration authority: a [`Server`] towards the EEs, a client towards the CA.
@@ -208,15 +208,11 @@ impl Ra {
     ) -> crate::Result<Self> {
         let identity = match &config.upstream.credentials {
             Credentials::Signature { cert, chain, .. } => {
-                let parsed = Certificate::from_der(&cert.to_der()?)?;
-                let mut extra = vec![parsed.clone()];
-                for c in chain {
-                    extra.push(Certificate::from_der(&c.to_der()?)?);
-                }
+                let id = message::SignerIdentity::new(cert, chain)?;
                 UpstreamIdentity {
-                    sender: GeneralName::DirectoryName(parsed.tbs_certificate().subject().clone()),
-                    sender_kid: cert.subject_key_id().map(|k| k.as_slice().to_vec()),
-                    extra,
+                    sender: GeneralName::DirectoryName(id.subject),
+                    sender_kid: id.ski,
+                    extra: id.extra,
                 }
             }
             Credentials::Mac { reference, .. } => {
