@@ -5,10 +5,10 @@
 //! sig_ops [N] [p256|p384|rsa|ed25519]   # N operations of each kind after a warm-up, for
 //!                                       # every key type or one; prints ns per operation
 //! ```
-//! For instruction counts run it under callgrind and read the inclusive cost of the
-//! `op_*` functions (each called N times):
-//! `valgrind --tool=callgrind ./sig_ops 200 && callgrind_annotate --inclusive=yes callgrind.out.* | grep op_`
-//! (`sig_ops 200 p256` for one key type).
+//! For instructions per operation, run it under callgrind twice, with N = 200 and N = 400
+//! (`valgrind --tool=callgrind ./sig_ops 200 p256`), and divide the difference of the
+//! inclusive costs of each `op_*` function (`callgrind_annotate --inclusive=yes`) by 200: that
+//! leaves out set-up and warm-up. `ECDSA_sign_ex` and `ECDSA_verify` are the primitives' share.
 
 use cmpkit::crypto::{verify_signature, KeyType, Signer, SoftwareKey};
 use openssl::pkey::{PKey, Public};
