@@ -6,10 +6,13 @@ use const_oid::ObjectIdentifier;
 use der::asn1::Any;
 use der::{Decode, Encode};
 use openssl::hash::MessageDigest;
+use openssl::md::{Md, MdRef};
 use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Signer as OsslSigner, Verifier};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use std::sync::Mutex;
 
 /// Signature algorithms for CMP protection and POP (RFC 9481 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,14 +73,40 @@ impl SigAlg {
 
     /// The digest hashed before signing, or `None` for EdDSA (which signs the message itself).
     pub fn digest(self) -> Option<MessageDigest> {
+        self.prehash().map(|h| match h {
+            HashAlg::Sha256 => MessageDigest::sha256(),
+            HashAlg::Sha384 => MessageDigest::sha384(),
+            HashAlg::Sha512 => MessageDigest::sha512(),
+        })
+    }
+
+    /// The hash signed instead of the message, or `None` for EdDSA.
+    fn prehash(self) -> Option<HashAlg> {
         match self {
-            SigAlg::EcdsaSha256 | SigAlg::RsaSha256 | SigAlg::RsaPssSha256 => {
-                Some(MessageDigest::sha256())
-            }
-            SigAlg::EcdsaSha384 | SigAlg::RsaSha384 => Some(MessageDigest::sha384()),
-            SigAlg::EcdsaSha512 | SigAlg::RsaSha512 => Some(MessageDigest::sha512()),
+            SigAlg::EcdsaSha256 | SigAlg::RsaSha256 | SigAlg::RsaPssSha256 => Some(HashAlg::Sha256),
+            SigAlg::EcdsaSha384 | SigAlg::RsaSha384 => Some(HashAlg::Sha384),
+            SigAlg::EcdsaSha512 | SigAlg::RsaSha512 => Some(HashAlg::Sha512),
             SigAlg::Ed25519 | SigAlg::Ed448 => None,
         }
+    }
+
+    /// Set up `ctx`, initialised for signing or verification with this algorithm's key, for
+    /// a digest computed beforehand ([`Digest`]): RSA needs the digest algorithm (for the
+    /// DigestInfo or the PSS encoding) and PSS its parameters; ECDSA signs the digest as is.
+    fn configure<T>(self, ctx: &mut PkeyCtx<T>) -> Result<()> {
+        let rsa = matches!(
+            self,
+            SigAlg::RsaSha256 | SigAlg::RsaSha384 | SigAlg::RsaSha512 | SigAlg::RsaPssSha256
+        );
+        if let (true, Some(hash)) = (rsa, self.prehash()) {
+            ctx.set_signature_md(hash.md())?;
+        }
+        if self == SigAlg::RsaPssSha256 {
+            ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+            ctx.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32))?;
+            ctx.set_rsa_mgf1_md(Md::sha256())?;
+        }
+        Ok(())
     }
 
     /// The AlgorithmIdentifier to put in protectionAlg or POPOSigningKey.
@@ -161,6 +190,68 @@ impl SigAlg {
     }
 }
 
+/// The hash functions the signature algorithms use.
+#[derive(Clone, Copy)]
+enum HashAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    fn md(self) -> &'static MdRef {
+        match self {
+            HashAlg::Sha256 => Md::sha256(),
+            HashAlg::Sha384 => Md::sha384(),
+            HashAlg::Sha512 => Md::sha512(),
+        }
+    }
+}
+
+/// The hash of a message, computed with OpenSSL's low-level SHA functions: no `EVP_MD_CTX`,
+/// no provider fetch. Signed and verified with `EVP_PKEY_sign`/`EVP_PKEY_verify`.
+struct Digest {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Digest {
+    /// The hash of the concatenation of `parts`.
+    fn of(hash: HashAlg, parts: &[&[u8]]) -> Digest {
+        use openssl::sha::{Sha256, Sha384, Sha512};
+        let mut d = Digest {
+            bytes: [0; 64],
+            len: 0,
+        };
+        let mut put = |v: &[u8]| {
+            d.bytes[..v.len()].copy_from_slice(v);
+            d.len = v.len();
+        };
+        match hash {
+            HashAlg::Sha256 => {
+                let mut h = Sha256::new();
+                parts.iter().for_each(|p| h.update(p));
+                put(&h.finish());
+            }
+            HashAlg::Sha384 => {
+                let mut h = Sha384::new();
+                parts.iter().for_each(|p| h.update(p));
+                put(&h.finish());
+            }
+            HashAlg::Sha512 => {
+                let mut h = Sha512::new();
+                parts.iter().for_each(|p| h.update(p));
+                put(&h.finish());
+            }
+        }
+        d
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// DER of RSASSA-PSS-params: SHA-256, MGF1 with SHA-256, salt length 32 (RFC 4055/RFC 9481).
 const PSS_SHA256_PARAMS: [u8; 54] = [
     0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
@@ -187,11 +278,22 @@ pub trait Signer: Send + Sync {
 }
 
 /// A private key held in memory through OpenSSL.
+///
+/// Signs a digest computed beforehand with `EVP_PKEY_sign` on a context set up once
+/// (`EVP_PKEY_sign_init` and the algorithm's parameters), not with a new digest-sign context
+/// per signature; EdDSA, which has no digest step, goes through `EVP_DigestSign`.
 pub struct SoftwareKey {
     pkey: PKey<Private>,
     spki: Vec<u8>,
     alg: SigAlg,
+    /// Signing contexts for `alg`, ready for use: each signing thread takes one (or makes
+    /// one when none is free) and puts it back afterwards.
+    contexts: Mutex<Vec<PkeyCtx<Private>>>,
 }
+
+/// How many idle signing contexts a [`SoftwareKey`] keeps (more are made when more threads
+/// sign at once, and freed afterwards).
+const MAX_IDLE_CONTEXTS: usize = 16;
 
 impl std::fmt::Debug for SoftwareKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,7 +308,12 @@ impl SoftwareKey {
     pub fn from_pkey(pkey: PKey<Private>) -> Result<Self> {
         let alg = SigAlg::default_for(&pkey)?;
         let spki = pkey.public_key_to_der()?;
-        Ok(SoftwareKey { pkey, spki, alg })
+        Ok(SoftwareKey {
+            pkey,
+            spki,
+            alg,
+            contexts: Mutex::new(Vec::new()),
+        })
     }
 
     /// Generate a new key pair.
@@ -257,6 +364,7 @@ impl SoftwareKey {
             ));
         }
         self.alg = alg;
+        self.idle_contexts().clear();
         Ok(())
     }
 
@@ -274,6 +382,34 @@ impl SoftwareKey {
     pub fn pkey(&self) -> &PKey<Private> {
         &self.pkey
     }
+
+    fn idle_contexts(&self) -> std::sync::MutexGuard<'_, Vec<PkeyCtx<Private>>> {
+        // Push and pop leave the list consistent, so a poisoned lock is still usable.
+        self.contexts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sign `digest` on an idle context (a new one when there is none).
+    fn sign_digest(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let idle = self.idle_contexts().pop();
+        let mut ctx = match idle {
+            Some(ctx) => ctx,
+            None => {
+                let mut ctx = PkeyCtx::new(&self.pkey)?;
+                ctx.sign_init()?;
+                self.alg.configure(&mut ctx)?;
+                ctx
+            }
+        };
+        let mut sig = vec![0; self.pkey.size()];
+        // On an error the context is dropped rather than reused.
+        let len = ctx.sign(digest.as_bytes(), Some(&mut sig))?;
+        sig.truncate(len);
+        let mut idle = self.idle_contexts();
+        if idle.len() < MAX_IDLE_CONTEXTS {
+            idle.push(ctx);
+        }
+        Ok(sig)
+    }
 }
 
 impl Signer for SoftwareKey {
@@ -286,16 +422,11 @@ impl Signer for SoftwareKey {
     }
 
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>> {
-        let mut signer = match self.alg.digest() {
-            Some(md) => OsslSigner::new(md, &self.pkey)?,
-            None => OsslSigner::new_without_digest(&self.pkey)?,
-        };
-        if self.alg == SigAlg::RsaPssSha256 {
-            signer.set_rsa_padding(Padding::PKCS1_PSS)?;
-            signer.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32))?;
-            signer.set_rsa_mgf1_md(MessageDigest::sha256())?;
+        match self.alg.prehash() {
+            Some(hash) => self.sign_digest(&Digest::of(hash, &[tbs])),
+            // EdDSA signs the message itself.
+            None => Ok(OsslSigner::new_without_digest(&self.pkey)?.sign_oneshot_to_vec(tbs)?),
         }
-        Ok(signer.sign_oneshot_to_vec(tbs)?)
     }
 }
 
@@ -324,23 +455,17 @@ pub fn verify_signature_parts(
             ),
         ));
     }
-    let mut v = match alg.digest() {
-        Some(md) => Verifier::new(md, pkey)?,
-        None => Verifier::new_without_digest(pkey)?,
-    };
-    if alg == SigAlg::RsaPssSha256 {
-        v.set_rsa_padding(Padding::PKCS1_PSS)?;
-        v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32))?;
-        v.set_rsa_mgf1_md(MessageDigest::sha256())?;
-    }
     // A malformed signature makes OpenSSL report an error rather than `false`: both mean "invalid".
-    let verified = if alg.digest().is_some() {
-        parts
-            .iter()
-            .try_for_each(|p| v.update(p))
-            .and_then(|()| v.verify(sig))
-    } else {
-        v.verify_oneshot(sig, &parts.concat())
+    let verified = match alg.prehash() {
+        Some(hash) => {
+            let digest = Digest::of(hash, parts);
+            let mut ctx = PkeyCtx::new(pkey)?;
+            ctx.verify_init()?;
+            alg.configure(&mut ctx)?;
+            ctx.verify(digest.as_bytes(), sig)
+        }
+        // EdDSA verifies the message itself.
+        None => Verifier::new_without_digest(pkey)?.verify_oneshot(sig, &parts.concat()),
     };
     match verified {
         Ok(true) => Ok(()),
@@ -386,6 +511,193 @@ mod tests {
         let sig = key.sign(b"x").unwrap();
         let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
         verify_signature(SigAlg::RsaPssSha256, &public, b"x", &sig).unwrap();
+    }
+
+    /// A key for every algorithm, set to sign with it.
+    fn key_for(alg: SigAlg) -> SoftwareKey {
+        let kind = match alg {
+            SigAlg::EcdsaSha256 => KeyType::EcP256,
+            SigAlg::EcdsaSha384 => KeyType::EcP384,
+            SigAlg::EcdsaSha512 => KeyType::EcP521,
+            SigAlg::RsaSha256 | SigAlg::RsaSha384 | SigAlg::RsaSha512 | SigAlg::RsaPssSha256 => {
+                KeyType::Rsa(2048)
+            }
+            SigAlg::Ed25519 => KeyType::Ed25519,
+            SigAlg::Ed448 => KeyType::Ed448,
+        };
+        let mut key = SoftwareKey::generate(kind).unwrap();
+        key.set_algorithm(alg).unwrap();
+        key
+    }
+
+    const ALL: [SigAlg; 9] = [
+        SigAlg::EcdsaSha256,
+        SigAlg::EcdsaSha384,
+        SigAlg::EcdsaSha512,
+        SigAlg::RsaSha256,
+        SigAlg::RsaSha384,
+        SigAlg::RsaSha512,
+        SigAlg::RsaPssSha256,
+        SigAlg::Ed25519,
+        SigAlg::Ed448,
+    ];
+
+    /// OpenSSL's digest-sign/verify contexts for `alg`: the reference the prehash path must
+    /// match.
+    fn reference_verifier<'a>(alg: SigAlg, public: &'a PKey<Public>) -> Verifier<'a> {
+        let mut v = match alg.digest() {
+            Some(md) => Verifier::new(md, public).unwrap(),
+            None => Verifier::new_without_digest(public).unwrap(),
+        };
+        if alg == SigAlg::RsaPssSha256 {
+            v.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
+            v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32)).unwrap();
+            v.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+        }
+        v
+    }
+
+    fn reference_sign(alg: SigAlg, key: &SoftwareKey, data: &[u8]) -> Vec<u8> {
+        let mut s = match alg.digest() {
+            Some(md) => OsslSigner::new(md, key.pkey()).unwrap(),
+            None => OsslSigner::new_without_digest(key.pkey()).unwrap(),
+        };
+        if alg == SigAlg::RsaPssSha256 {
+            s.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
+            s.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32)).unwrap();
+            s.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+        }
+        s.sign_oneshot_to_vec(data).unwrap()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips_and_rejects_other_data_and_altered_signatures() {
+        for alg in ALL {
+            let key = key_for(alg);
+            let public = crate::crypto::public_key_from_der(key.public_key_der()).unwrap();
+            // Twice: the second signature comes from a reused signing context.
+            for data in [&b"first message"[..], b"second message"] {
+                let sig = key.sign(data).unwrap();
+                verify_signature(alg, &public, data, &sig).unwrap();
+                let other = verify_signature(alg, &public, b"other data", &sig).unwrap_err();
+                assert_eq!(other.code, ErrorCode::SignatureInvalid, "{alg:?}");
+                let mut altered = sig.clone();
+                *altered.last_mut().unwrap() ^= 1;
+                let err = verify_signature(alg, &public, data, &altered).unwrap_err();
+                assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+                let err = verify_signature(alg, &public, data, &sig[..sig.len() - 1]).unwrap_err();
+                assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+                let err = verify_signature(alg, &public, data, &[]).unwrap_err();
+                assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn signatures_are_interchangeable_with_openssl_digest_sign_and_verify() {
+        let data = b"interoperable";
+        for alg in ALL {
+            let key = key_for(alg);
+            let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+            let ours = key.sign(data).unwrap();
+            assert!(
+                reference_verifier(alg, &public)
+                    .verify_oneshot(&ours, data)
+                    .unwrap(),
+                "{alg:?}: OpenSSL's DigestVerify refuses our signature"
+            );
+            let theirs = reference_sign(alg, &key, data);
+            verify_signature(alg, &public, data, &theirs)
+                .unwrap_or_else(|e| panic!("{alg:?}: DigestSign's signature refused: {e}"));
+            if matches!(
+                alg,
+                SigAlg::RsaSha256 | SigAlg::RsaSha384 | SigAlg::RsaSha512
+            ) {
+                // PKCS#1 v1.5 is deterministic: the very same bytes.
+                assert_eq!(ours, theirs, "{alg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ecdsa_signatures_are_der_ecdsa_sig_values() {
+        for alg in [
+            SigAlg::EcdsaSha256,
+            SigAlg::EcdsaSha384,
+            SigAlg::EcdsaSha512,
+        ] {
+            let sig = key_for(alg).sign(b"x").unwrap();
+            let parsed = openssl::ecdsa::EcdsaSig::from_der(&sig).unwrap();
+            assert_eq!(parsed.to_der().unwrap(), sig, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn verification_over_parts_equals_verification_over_their_concatenation() {
+        for alg in ALL {
+            let key = key_for(alg);
+            let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+            let sig = key.sign(b"header and body").unwrap();
+            verify_signature_parts(alg, &public, &[b"header", b" and", b"", b" body"], &sig)
+                .unwrap();
+            let err =
+                verify_signature_parts(alg, &public, &[b"header", b"body"], &sig).unwrap_err();
+            assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn a_signature_with_another_key_or_algorithm_is_refused() {
+        let key = key_for(SigAlg::EcdsaSha256);
+        let other = SoftwareKey::generate(KeyType::EcP256).unwrap();
+        let other_public = PKey::public_key_from_der(other.public_key_der()).unwrap();
+        let sig = key.sign(b"m").unwrap();
+        let err = verify_signature(SigAlg::EcdsaSha256, &other_public, b"m", &sig).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SignatureInvalid);
+        // Same key, but the signature claims SHA-384.
+        let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+        let err = verify_signature(SigAlg::EcdsaSha384, &public, b"m", &sig).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SignatureInvalid);
+        // PKCS#1 v1.5 and PSS are not mistaken for each other.
+        let mut rsa = key_for(SigAlg::RsaSha256);
+        let rsa_public = PKey::public_key_from_der(rsa.public_key_der()).unwrap();
+        let pkcs1 = rsa.sign(b"m").unwrap();
+        rsa.set_algorithm(SigAlg::RsaPssSha256).unwrap();
+        let pss = rsa.sign(b"m").unwrap();
+        verify_signature(SigAlg::RsaPssSha256, &rsa_public, b"m", &pss).unwrap();
+        for (alg, sig) in [(SigAlg::RsaPssSha256, &pkcs1), (SigAlg::RsaSha256, &pss)] {
+            let err = verify_signature(alg, &rsa_public, b"m", sig).unwrap_err();
+            assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn threads_sign_with_one_key_at_once_and_idle_contexts_stay_bounded() {
+        let key = std::sync::Arc::new(key_for(SigAlg::EcdsaSha256));
+        let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let key = std::sync::Arc::clone(&key);
+                std::thread::spawn(move || {
+                    (0..25u8)
+                        .map(|i| {
+                            let data = [t, i];
+                            (data, key.sign(&data).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            for (data, sig) in t.join().unwrap() {
+                verify_signature(SigAlg::EcdsaSha256, &public, &data, &sig).unwrap();
+            }
+        }
+        let idle = key.idle_contexts().len();
+        assert!(
+            (1..=MAX_IDLE_CONTEXTS).contains(&idle),
+            "{idle} idle contexts"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod cert;
 pub mod decrypt;
 mod key;
+mod pubkey;
 
 pub use cert::{TrustStore, ValidatedCert};
 pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};
 pub use key::{verify_signature, verify_signature_parts, KeyType, SigAlg, Signer, SoftwareKey};
+pub use pubkey::public_key_from_der;

@@ -138,7 +138,7 @@ impl Signer for ExternalKey {
         }
         sig.truncate(len);
         // Check the callback's signature at once: a broken HSM binding should fail here, not at the CA.
-        let public = openssl::pkey::PKey::public_key_from_der(&self.spki)?;
+        let public = crate::crypto::public_key_from_der(&self.spki)?;
         crate::crypto::verify_signature(self.alg, &public, tbs, &sig).map_err(|e| {
             Error::new(
                 ErrorCode::KeyCallbackFailed,
@@ -218,10 +218,10 @@ pub unsafe extern "C" fn cmpkit_key_new_external(
             let sign =
                 sign.ok_or_else(|| Error::new(ErrorCode::NullArgument, "sign callback is NULL"))?;
             let alg = sig_alg_from_u32(alg)?;
-            let public = openssl::pkey::PKey::public_key_from_der(&spki).map_err(|e| {
+            let public = crate::crypto::public_key_from_der(&spki).map_err(|e| {
                 Error::new(
                     ErrorCode::KeyError,
-                    format!("spki_der is not a SubjectPublicKeyInfo: {e}"),
+                    format!("spki_der is not a SubjectPublicKeyInfo: {}", e.detail),
                 )
             })?;
             SigAlg::default_for(&public)?;

@@ -91,7 +91,6 @@ use crate::protection::{
 use crmf::pop::ProofOfPossession;
 use der::asn1::Int;
 use der::{Decode, Encode};
-use openssl::pkey::PKey;
 use openssl::x509::{X509Req, X509};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -1158,10 +1157,10 @@ impl Server {
                 }
                 let alg = SigAlg::from_algorithm_identifier(&sk.alg_id)
                     .map_err(|e| Failure::new(fi::BAD_ALG, format!("POP check: {}", e.detail)))?;
-                let key = PKey::public_key_from_der(&info.public_key).map_err(|e| {
+                let key = crate::crypto::public_key_from_der(&info.public_key).map_err(|e| {
                     Failure::new(
                         fi::BAD_CERT_TEMPLATE,
-                        format!("template check: public key: {e}"),
+                        format!("template check: public key: {}", e.detail),
                     )
                 })?;
                 let sig = sk.signature.as_bytes().ok_or_else(|| {
