@@ -14,7 +14,7 @@ use crate::server::{
 use der::Decode;
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use x509_cert::name::Name;
 
 /// Decides on a certificate request: read `info`, answer with `cmpkit_decision_issue`,
@@ -76,13 +76,37 @@ type LazyText = OnceLock<Option<CString>>;
 
 /// The text in `cell`, made by `make` on first use: NULL if there is none (or, which a
 /// panic must not reach C, if making it panicked).
-fn lazy_text(cell: &LazyText, make: impl FnOnce() -> Option<String>) -> *const c_char {
+fn lazy_text(cell: &LazyText, make: impl FnOnce() -> Option<CString>) -> *const c_char {
     catch_unwind(AssertUnwindSafe(|| {
-        cell.get_or_init(|| make().map(|s| c_string(&s)))
+        cell.get_or_init(make)
             .as_ref()
             .map_or(std::ptr::null(), |s| s.as_ptr())
     }))
     .unwrap_or(std::ptr::null())
+}
+
+/// The RFC 4514 text of the name formatted last, kept: revocations mostly name the same
+/// issuer (the CA's own), and formatting a name is slow (x509-cert looks the name of each
+/// attribute up in a long list).
+#[derive(Default)]
+pub(crate) struct LastName(Mutex<Option<(Name, CString)>>);
+
+impl LastName {
+    fn text(&self, name: &Name) -> CString {
+        let last = |l: &Option<(Name, CString)>| {
+            l.as_ref()
+                .filter(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+        };
+        if let Some(t) = self.0.lock().ok().and_then(|l| last(&l)) {
+            return t;
+        }
+        let text = c_string(&name.to_string());
+        if let Ok(mut l) = self.0.lock() {
+            *l = Some((name.clone(), text.clone()));
+        }
+        text
+    }
 }
 
 /// An authenticated certificate request with verified proof of possession, as the C
@@ -99,6 +123,7 @@ pub struct cmpkit_revocation_info<'a> {
     req: &'a RevocationRequest,
     issuer: LazyText,
     requester: LazyText,
+    last_issuer: &'a LastName,
 }
 
 enum Answer {
@@ -115,14 +140,14 @@ pub struct cmpkit_decision {
     answer: Answer,
 }
 
-fn requester_text(r: &Requester) -> String {
-    match r {
+fn requester_text(r: &Requester) -> CString {
+    c_string(&match r {
         Requester::Mac { sender_kid } => format!("mac:{}", String::from_utf8_lossy(sender_kid)),
         Requester::Signature { cert_der } => match x509_cert::Certificate::from_der(cert_der) {
             Ok(c) => format!("cert:{}", c.tbs_certificate().subject()),
             Err(_) => "cert:?".to_owned(),
         },
-    }
+    })
 }
 
 /// The first commonName of `name` as UTF-8, as OpenSSL reads it (which this replaced):
@@ -153,6 +178,8 @@ fn common_name(name: &Name) -> Option<String> {
 pub(crate) struct CHandler {
     pub(crate) table: cmpkit_ca_handler,
     pub(crate) ca: Arc<DemoCa>,
+    /// The issuer text of the last revocation asked for it.
+    pub(crate) last_issuer: LastName,
 }
 
 // SAFETY: the C caller promises (header documentation of cmpkit_ca_handler) that the
@@ -222,6 +249,7 @@ impl CaHandler for CHandler {
             req,
             issuer: LazyText::new(),
             requester: LazyText::new(),
+            last_issuer: &self.last_issuer,
         };
         let mut d = cmpkit_decision {
             for_revocation: true,
@@ -275,7 +303,9 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_subject(
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
     unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
-        lazy_text(&i.subject, || i.req.subject.as_ref().map(Name::to_string))
+        lazy_text(&i.subject, || {
+            i.req.subject.as_ref().map(|n| c_string(&n.to_string()))
+        })
     })
 }
 
@@ -287,7 +317,11 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_common_name(
     // SAFETY: NULL or the live info of the running callback.
     unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
         lazy_text(&i.common_name, || {
-            i.req.subject.as_ref().and_then(common_name)
+            i.req
+                .subject
+                .as_ref()
+                .and_then(common_name)
+                .map(|s| c_string(&s))
         })
     })
 }
@@ -339,7 +373,7 @@ pub unsafe extern "C" fn cmpkit_revocation_info_issuer(
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
     unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
-        lazy_text(&i.issuer, || Some(i.req.issuer.to_string()))
+        lazy_text(&i.issuer, || Some(i.last_issuer.text(&i.req.issuer)))
     })
 }
 
@@ -547,6 +581,23 @@ mod tests {
     }
 
     #[test]
+    fn the_last_issuer_text_is_kept_and_used_for_that_name_only() {
+        let last = LastName::default();
+        let (a, b) = (
+            crate::message::parse_name("CN=CA 1,O=Example").unwrap(),
+            crate::message::parse_name("CN=CA 2").unwrap(),
+        );
+        for (name, text) in [
+            (&a, "CN=CA 1,O=Example"),
+            (&a, "CN=CA 1,O=Example"),
+            (&b, "CN=CA 2"),
+        ] {
+            assert_eq!(last.text(name).to_str(), Ok(text));
+            assert_eq!(last.0.lock().unwrap().as_ref().map(|(n, _)| n), Some(name));
+        }
+    }
+
+    #[test]
     fn revocation_texts_are_made_when_first_asked_for_and_kept() {
         let req = RevocationRequest {
             issuer: crate::message::parse_name("CN=Issuing CA,O=Example").unwrap(),
@@ -556,10 +607,12 @@ mod tests {
                 sender_kid: b"kid".to_vec(),
             },
         };
+        let last_issuer = LastName::default();
         let info = cmpkit_revocation_info {
             req: &req,
             issuer: LazyText::new(),
             requester: LazyText::new(),
+            last_issuer: &last_issuer,
         };
         // SAFETY: `info` lives across the calls, as during a callback.
         unsafe {
