@@ -205,24 +205,24 @@ unsafe fn one_cert(data: *const u8, len: usize, name: &str) -> Result<X509> {
 unsafe fn named_cert(data: *const u8, len: usize, name: &str) -> Result<(NamedCert, Certificate)> {
     // SAFETY: per this function's contract.
     let bytes = unsafe { cert_bytes(data, len, name) }?;
-    let (der, x509) = if is_pem(bytes) {
-        let x509 = parse_pem_or_der(bytes)
-            .map_err(|e| e.context(name))?
-            .remove(0);
-        (x509.to_der()?, Some(x509))
+    let x509 = if is_pem(bytes) {
+        Some(
+            parse_pem_or_der(bytes)
+                .map_err(|e| e.context(name))?
+                .remove(0),
+        )
     } else {
-        (bytes.to_vec(), None)
+        None
     };
-    let (cert, rest) = Certificate::from_der_partial(&der).map_err(|e| {
+    let pem_der = x509.as_ref().map(|x| x.to_der()).transpose()?;
+    let input = pem_der.as_deref().unwrap_or(bytes);
+    let (cert, rest) = Certificate::from_der_partial(input).map_err(|e| {
         Error::new(
             ErrorCode::BadCertificate,
             format!("{name}: cannot parse certificate: {e}"),
         )
     })?;
-    let der = match rest.len() {
-        0 => der,
-        n => der[..der.len() - n].to_vec(),
-    };
+    let der = input[..input.len() - rest.len()].to_vec();
     Ok((NamedCert { der, x509 }, cert))
 }
 
