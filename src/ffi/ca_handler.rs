@@ -11,9 +11,11 @@ use crate::server::demo_ca::DemoCa;
 use crate::server::{
     CaHandler, CertRequestInfo, Decision, Issued, Rejection, Requester, RevocationRequest,
 };
-use der::{Decode, Encode};
+use der::Decode;
 use std::ffi::{c_char, c_void, CString};
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
+use x509_cert::name::Name;
 
 /// Decides on a certificate request: read `info`, answer with `cmpkit_decision_issue`,
 /// `_reject`, `_waiting` or `_delegate` (the default if none is called). Return 0; non-zero
@@ -68,24 +70,60 @@ pub struct cmpkit_ca_handler {
     pub cert_confirm: cmpkit_cert_confirm_fn,
 }
 
+/// A text of a callback's info, made when the callback first asks for it (most callbacks
+/// look at few of them, and formatting names is not cheap).
+type LazyText = OnceLock<Option<CString>>;
+
+/// The text in `cell`, made by `make` on first use: NULL if there is none (or, which a
+/// panic must not reach C, if making it panicked).
+fn lazy_text(cell: &LazyText, make: impl FnOnce() -> Option<CString>) -> *const c_char {
+    catch_unwind(AssertUnwindSafe(|| {
+        cell.get_or_init(make)
+            .as_ref()
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    }))
+    .unwrap_or(std::ptr::null())
+}
+
+/// The RFC 4514 text of the name formatted last, kept: revocations mostly name the same
+/// issuer (the CA's own), and formatting a name is slow (x509-cert looks the name of each
+/// attribute up in a long list).
+#[derive(Default)]
+pub(crate) struct LastName(Mutex<Option<(Name, CString)>>);
+
+impl LastName {
+    fn text(&self, name: &Name) -> CString {
+        let last = |l: &Option<(Name, CString)>| {
+            l.as_ref()
+                .filter(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+        };
+        if let Some(t) = self.0.lock().ok().and_then(|l| last(&l)) {
+            return t;
+        }
+        let text = c_string(&name.to_string());
+        if let Ok(mut l) = self.0.lock() {
+            *l = Some((name.clone(), text.clone()));
+        }
+        text
+    }
+}
+
 /// An authenticated certificate request with verified proof of possession, as the C
 /// handler sees it. Borrowed for the duration of the callback.
-pub struct cmpkit_cert_request_info {
-    kind: u32,
-    polls: u32,
-    subject: Option<CString>,
-    common_name: Option<CString>,
-    requester: CString,
-    public_key: Vec<u8>,
-    transaction_id: Vec<u8>,
+pub struct cmpkit_cert_request_info<'a> {
+    req: &'a CertRequestInfo,
+    subject: LazyText,
+    common_name: LazyText,
+    requester: LazyText,
 }
 
 /// A revocation request as the C handler sees it. Borrowed for the duration of the callback.
-pub struct cmpkit_revocation_info {
-    issuer: CString,
-    serial: Vec<u8>,
-    reason: i32,
-    requester: CString,
+pub struct cmpkit_revocation_info<'a> {
+    req: &'a RevocationRequest,
+    issuer: LazyText,
+    requester: LazyText,
+    last_issuer: &'a LastName,
 }
 
 enum Answer {
@@ -102,27 +140,46 @@ pub struct cmpkit_decision {
     answer: Answer,
 }
 
-fn requester_text(r: &Requester) -> String {
-    match r {
+fn requester_text(r: &Requester) -> CString {
+    c_string(&match r {
         Requester::Mac { sender_kid } => format!("mac:{}", String::from_utf8_lossy(sender_kid)),
         Requester::Signature { cert_der } => match x509_cert::Certificate::from_der(cert_der) {
             Ok(c) => format!("cert:{}", c.tbs_certificate().subject()),
             Err(_) => "cert:?".to_owned(),
         },
-    }
+    })
 }
 
-fn common_name(name: &x509_cert::name::Name) -> Option<String> {
-    let der = name.to_der().ok()?;
-    let n = openssl::x509::X509Name::from_der(&der).ok()?;
-    let e = n.entries_by_nid(openssl::nid::Nid::COMMONNAME).next()?;
-    e.data().to_string().ok()
+/// The first commonName of `name` as UTF-8, as OpenSSL reads it (which this replaced):
+/// UTF8String as is (if valid), BMPString from UCS-2, Numeric-, Printable-, Teletex- and
+/// IA5String from Latin-1; `None` for other types and invalid values. (OpenSSL also gave
+/// `None` when another attribute of the name held an unreadable string.)
+fn common_name(name: &Name) -> Option<String> {
+    use der::{Tag, Tagged};
+    let value = &name
+        .iter()
+        .find(|a| a.oid == const_oid::db::rfc4519::COMMON_NAME)?
+        .value;
+    let bytes = value.value();
+    match value.tag() {
+        Tag::Utf8String => String::from_utf8(bytes.to_vec()).ok(),
+        Tag::NumericString | Tag::PrintableString | Tag::TeletexString | Tag::Ia5String => {
+            Some(bytes.iter().map(|&b| char::from(b)).collect())
+        }
+        Tag::BmpString if bytes.len() % 2 == 0 => bytes
+            .chunks_exact(2)
+            .map(|c| char::from_u32(u32::from(u16::from_be_bytes([c[0], c[1]]))))
+            .collect(),
+        _ => None,
+    }
 }
 
 /// The [`CaHandler`] that calls the C function table, with the built-in CA behind it.
 pub(crate) struct CHandler {
     pub(crate) table: cmpkit_ca_handler,
     pub(crate) ca: Arc<DemoCa>,
+    /// The issuer text of the last revocation asked for it.
+    pub(crate) last_issuer: LastName,
 }
 
 // SAFETY: the C caller promises (header documentation of cmpkit_ca_handler) that the
@@ -141,17 +198,10 @@ impl CaHandler for CHandler {
             return self.ca.certificate_request(req);
         };
         let info = cmpkit_cert_request_info {
-            kind: u32::from(req.kind.tag()),
-            polls: req.polls,
-            subject: req.subject.as_ref().map(|n| c_string(&n.to_string())),
-            common_name: req
-                .subject
-                .as_ref()
-                .and_then(common_name)
-                .map(|s| c_string(&s)),
-            requester: c_string(&requester_text(&req.requester)),
-            public_key: req.public_key.clone(),
-            transaction_id: req.transaction_id.clone(),
+            req,
+            subject: LazyText::new(),
+            common_name: LazyText::new(),
+            requester: LazyText::new(),
         };
         let mut d = cmpkit_decision {
             for_revocation: false,
@@ -196,10 +246,10 @@ impl CaHandler for CHandler {
             return self.ca.revoke(req);
         };
         let info = cmpkit_revocation_info {
-            issuer: c_string(&req.issuer.to_string()),
-            serial: req.serial.clone(),
-            reason: req.reason.map_or(-1, i32::from),
-            requester: c_string(&requester_text(&req.requester)),
+            req,
+            issuer: LazyText::new(),
+            requester: LazyText::new(),
+            last_issuer: &self.last_issuer,
         };
         let mut d = cmpkit_decision {
             for_revocation: true,
@@ -233,7 +283,7 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_kind(
     info: *const cmpkit_cert_request_info,
 ) -> u32 {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }.map_or(0, |i| i.kind)
+    unsafe { info.as_ref() }.map_or(0, |i| u32::from(i.req.kind.tag()))
 }
 
 /// 0 for the request itself, n when asked again on the n-th pollReq after "waiting".
@@ -242,7 +292,7 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_polls(
     info: *const cmpkit_cert_request_info,
 ) -> u32 {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }.map_or(0, |i| i.polls)
+    unsafe { info.as_ref() }.map_or(0, |i| i.req.polls)
 }
 
 /// The requested subject as an RFC 4514 string (e.g. `CN=device-1,O=Example`), or NULL if
@@ -252,9 +302,11 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_subject(
     info: *const cmpkit_cert_request_info,
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }
-        .and_then(|i| i.subject.as_ref())
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
+        lazy_text(&i.subject, || {
+            i.req.subject.as_ref().map(|n| c_string(&n.to_string()))
+        })
+    })
 }
 
 /// The first commonName of the requested subject, or NULL. Borrowed for the callback.
@@ -263,9 +315,15 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_common_name(
     info: *const cmpkit_cert_request_info,
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }
-        .and_then(|i| i.common_name.as_ref())
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
+        lazy_text(&i.common_name, || {
+            i.req
+                .subject
+                .as_ref()
+                .and_then(common_name)
+                .map(|s| c_string(&s))
+        })
+    })
 }
 
 /// Who sent the request: `mac:REFERENCE` or `cert:SUBJECT` (signature). Borrowed for the
@@ -275,7 +333,9 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_requester(
     info: *const cmpkit_cert_request_info,
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| i.requester.as_ptr())
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
+        lazy_text(&i.requester, || Some(requester_text(&i.req.requester)))
+    })
 }
 
 /// The public key to certify (SubjectPublicKeyInfo DER). Borrowed for the callback.
@@ -288,7 +348,7 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_public_key_der(
     guard(|| {
         // SAFETY: NULL or the live info; out-params NULL or writable.
         let i = unsafe { try_ref(info, "info") }?;
-        unsafe { borrow_out(&i.public_key, der, der_len) }
+        unsafe { borrow_out(&i.req.public_key, der, der_len) }
     })
 }
 
@@ -302,7 +362,7 @@ pub unsafe extern "C" fn cmpkit_cert_request_info_transaction_id(
     guard(|| {
         // SAFETY: NULL or the live info; out-params NULL or writable.
         let i = unsafe { try_ref(info, "info") }?;
-        unsafe { borrow_out(&i.transaction_id, id, id_len) }
+        unsafe { borrow_out(&i.req.transaction_id, id, id_len) }
     })
 }
 
@@ -312,7 +372,9 @@ pub unsafe extern "C" fn cmpkit_revocation_info_issuer(
     info: *const cmpkit_revocation_info,
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| i.issuer.as_ptr())
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
+        lazy_text(&i.issuer, || Some(i.last_issuer.text(&i.req.issuer)))
+    })
 }
 
 /// The serial number to revoke (the INTEGER's content octets). Borrowed for the callback.
@@ -325,7 +387,7 @@ pub unsafe extern "C" fn cmpkit_revocation_info_serial(
     guard(|| {
         // SAFETY: NULL or the live info; out-params NULL or writable.
         let i = unsafe { try_ref(info, "info") }?;
-        unsafe { borrow_out(&i.serial, serial, serial_len) }
+        unsafe { borrow_out(&i.req.serial, serial, serial_len) }
     })
 }
 
@@ -333,7 +395,7 @@ pub unsafe extern "C" fn cmpkit_revocation_info_serial(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmpkit_revocation_info_reason(info: *const cmpkit_revocation_info) -> i32 {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }.map_or(-1, |i| i.reason)
+    unsafe { info.as_ref() }.map_or(-1, |i| i.req.reason.map_or(-1, i32::from))
 }
 
 /// Who sent the request: `mac:REFERENCE` or `cert:SUBJECT`. Borrowed for the callback.
@@ -342,7 +404,9 @@ pub unsafe extern "C" fn cmpkit_revocation_info_requester(
     info: *const cmpkit_revocation_info,
 ) -> *const c_char {
     // SAFETY: NULL or the live info of the running callback.
-    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| i.requester.as_ptr())
+    unsafe { info.as_ref() }.map_or(std::ptr::null(), |i| {
+        lazy_text(&i.requester, || Some(requester_text(&i.req.requester)))
+    })
 }
 
 fn decide(
@@ -441,4 +505,130 @@ pub unsafe extern "C" fn cmpkit_decision_accept(decision: *mut cmpkit_decision) 
         }
         Ok(Answer::Accept)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::{Any, SetOfVec};
+    use der::{Encode, Tag};
+    use std::ffi::CStr;
+    use x509_cert::attr::AttributeTypeAndValue;
+    use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
+
+    /// A name of RDNs, each of (attribute OID, value tag, value bytes).
+    fn name(rdns: &[&[(&str, Tag, &[u8])]]) -> Name {
+        let rdns: Vec<RelativeDistinguishedName> = rdns
+            .iter()
+            .map(|atvs| {
+                let set: Vec<_> = atvs
+                    .iter()
+                    .map(|(oid, tag, v)| AttributeTypeAndValue {
+                        oid: oid.parse().unwrap(),
+                        value: Any::new(*tag, v.to_vec()).unwrap(),
+                    })
+                    .collect();
+                SetOfVec::try_from(set).unwrap().into()
+            })
+            .collect();
+        Name::from_der(&RdnSequence::from(rdns).to_der().unwrap()).unwrap()
+    }
+
+    /// The first commonName as OpenSSL reads it (what the accessor used before).
+    fn openssl_common_name(name: &Name) -> Option<String> {
+        let n = openssl::x509::X509Name::from_der(&name.to_der().ok()?).ok()?;
+        let e = n.entries_by_nid(openssl::nid::Nid::COMMONNAME).next()?;
+        e.data().to_string().ok()
+    }
+
+    #[test]
+    fn common_name_reads_every_string_type_as_openssl_does() {
+        const CN: &str = "2.5.4.3";
+        const O: &str = "2.5.4.10";
+        let org: (&str, Tag, &[u8]) = (O, Tag::Utf8String, b"Example");
+        let values: &[(Tag, &[u8])] = &[
+            (Tag::Utf8String, "Gerät 1".as_bytes()),
+            (Tag::Utf8String, b"nul\0inside"),
+            (Tag::Utf8String, b"\xff bad"),
+            (Tag::PrintableString, b"device 1"),
+            (Tag::TeletexString, b"M\xfcller"),
+            (Tag::Ia5String, b"a@example.com"),
+            (Tag::NumericString, b"12345"),
+            (Tag::BmpString, b"\x00A\x03\xa9"),
+            (Tag::BmpString, b"\x00A\x00"),
+            (Tag::BmpString, b"\xd8\x00\xdc\x00"),
+            (Tag::VisibleString, b"visible"),
+            (Tag::UtcTime, b"250101000000Z"),
+            (Tag::GeneralizedTime, b"20250101000000Z"),
+            (Tag::OctetString, b"\x01\x02"),
+        ];
+        for &(tag, v) in values {
+            for n in [
+                name(&[&[(CN, tag, v)]]),
+                name(&[&[org], &[(CN, tag, v)], &[(CN, Tag::Utf8String, b"second")]]),
+                name(&[&[org, (CN, tag, v)]]),
+            ] {
+                assert_eq!(common_name(&n), openssl_common_name(&n), "{tag:?} {v:?}");
+            }
+        }
+        assert_eq!(
+            common_name(&name(&[&[(CN, Tag::TeletexString, b"M\xfcller")]])).as_deref(),
+            Some("Müller")
+        );
+        let no_cn = name(&[&[org]]);
+        assert_eq!(common_name(&no_cn), None);
+        assert_eq!(openssl_common_name(&no_cn), None);
+    }
+
+    #[test]
+    fn the_last_issuer_text_is_kept_and_used_for_that_name_only() {
+        let last = LastName::default();
+        let (a, b) = (
+            crate::message::parse_name("CN=CA 1,O=Example").unwrap(),
+            crate::message::parse_name("CN=CA 2").unwrap(),
+        );
+        for (name, text) in [
+            (&a, "CN=CA 1,O=Example"),
+            (&a, "CN=CA 1,O=Example"),
+            (&b, "CN=CA 2"),
+        ] {
+            assert_eq!(last.text(name).to_str(), Ok(text));
+            assert_eq!(last.0.lock().unwrap().as_ref().map(|(n, _)| n), Some(name));
+        }
+    }
+
+    #[test]
+    fn revocation_texts_are_made_when_first_asked_for_and_kept() {
+        let req = RevocationRequest {
+            issuer: crate::message::parse_name("CN=Issuing CA,O=Example").unwrap(),
+            serial: vec![0x01, 0x02],
+            reason: Some(1),
+            requester: Requester::Mac {
+                sender_kid: b"kid".to_vec(),
+            },
+        };
+        let last_issuer = LastName::default();
+        let info = cmpkit_revocation_info {
+            req: &req,
+            issuer: LazyText::new(),
+            requester: LazyText::new(),
+            last_issuer: &last_issuer,
+        };
+        // SAFETY: `info` lives across the calls, as during a callback.
+        unsafe {
+            let issuer = cmpkit_revocation_info_issuer(&info);
+            assert_eq!(info.requester.get(), None, "not asked for, not made");
+            assert_eq!(
+                CStr::from_ptr(issuer).to_str().unwrap(),
+                "CN=Issuing CA,O=Example"
+            );
+            assert_eq!(cmpkit_revocation_info_issuer(&info), issuer, "made once");
+            assert_eq!(
+                CStr::from_ptr(cmpkit_revocation_info_requester(&info)).to_str(),
+                Ok("mac:kid")
+            );
+            assert_eq!(cmpkit_revocation_info_reason(&info), 1);
+            assert!(cmpkit_revocation_info_issuer(std::ptr::null()).is_null());
+        }
+    }
 }

@@ -88,7 +88,7 @@ pub struct cmpkit_ctx {
     mac_alg: MacAlg,
     /// Iteration count of PBM / PBMAC1 protection; `None`: the algorithm's default.
     mac_iterations: Option<u32>,
-    signer: Option<(Arc<dyn Signer>, X509, Vec<X509>)>,
+    signer: Option<SignerSetting>,
     anchors: Vec<X509>,
     untrusted: Vec<X509>,
     server_cert: Option<X509>,
@@ -108,7 +108,25 @@ pub struct cmpkit_ctx {
     last_error: Option<CString>,
 }
 
+/// Signature credentials as set by `cmpkit_ctx_set_signer`.
+struct SignerSetting {
+    key: Arc<dyn Signer>,
+    cert: X509,
+    /// The DER of `cert`, to recognize it when a request names it.
+    cert_der: Vec<u8>,
+    chain: Vec<X509>,
+}
+
 impl cmpkit_ctx {
+    /// The context's own signature certificate if its DER is `der` (kur and rr usually name
+    /// it), so that a request naming it needs no parsing of its own.
+    pub(crate) fn own_cert(&self, der: &[u8]) -> Option<X509> {
+        self.signer
+            .as_ref()
+            .filter(|s| s.cert_der == der)
+            .map(|s| s.cert.clone())
+    }
+
     fn changed(&mut self) {
         self.built = None;
     }
@@ -125,10 +143,10 @@ impl cmpkit_ctx {
             return Ok(Arc::clone(c));
         }
         let credentials = match (&self.signer, &self.secret) {
-            (Some((key, cert, chain)), _) => Some(Credentials::signature(
-                Arc::clone(key),
-                cert.clone(),
-                chain.clone(),
+            (Some(s), _) => Some(Credentials::signature(
+                Arc::clone(&s.key),
+                s.cert.clone(),
+                s.chain.clone(),
             )),
             (None, Some((secret, reference))) => {
                 let params = match self.mac_alg {
@@ -425,7 +443,12 @@ pub unsafe extern "C" fn cmpkit_ctx_set_signer(
                 "the certificate does not belong to the key",
             ));
         }
-        c.signer = Some((key.signer(), leaf, certs));
+        c.signer = Some(SignerSetting {
+            key: key.signer(),
+            cert_der: leaf.to_der()?,
+            cert: leaf,
+            chain: certs,
+        });
         c.secret = None;
         c.changed();
         Ok(())

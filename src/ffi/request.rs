@@ -1,6 +1,7 @@
 //! `cmpkit_request`: what to ask the CA for — any client operation (ir, cr, kur, p10cr, rr,
 //! genm).
 
+use super::ctx::cmpkit_ctx;
 use super::key::cmpkit_key;
 use super::util::{
     free_handle, guard, into_handle, try_bytes, try_mut, try_ref, try_str, write_out,
@@ -8,17 +9,19 @@ use super::util::{
 use crate::asn1::genm::{CrlSource, CrlStatus};
 use crate::asn1::InfoTypeAndValue;
 use crate::client::{genm, EnrollRequest, KeygenRequest, Operation};
-use crate::crypto::cert::parse_pem_or_der;
+use crate::crypto::cert::{parse_der, parse_pem_or_der};
 use crate::crypto::Signer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::parse_name;
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};
+use openssl::pkey::PKey;
 use openssl::x509::X509;
 use std::ffi::c_char;
 use std::sync::Arc;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::Name;
+use x509_cert::Certificate;
 
 /// What a request handle asks for: an [`Operation`] kept in a form that can be started more
 /// than once (each start gets its own copy).
@@ -27,12 +30,12 @@ pub(crate) enum RequestOp {
     Cr(EnrollRequest),
     Kur {
         request: EnrollRequest,
-        old_cert: X509,
+        old_cert: NamedCert,
         old_key: Option<Arc<dyn Signer>>,
     },
     P10cr(Vec<u8>),
     Rr {
-        cert: X509,
+        cert: NamedCert,
         reason: Option<u8>,
         key: Option<Arc<dyn Signer>>,
     },
@@ -56,10 +59,31 @@ fn copy_enroll(r: &EnrollRequest) -> EnrollRequest {
     }
 }
 
+/// A certificate that a request names (kur's old certificate, rr's certificate to revoke).
+///
+/// It is read with x509-cert when the request is made (the client reads it that way too).
+/// The client's [`Operation`] takes OpenSSL's form, which is made when a transaction starts:
+/// usually the certificate is the context's own signature certificate (an entity updating
+/// or revoking its own certificate), already parsed there; otherwise it is parsed then.
+pub(crate) struct NamedCert {
+    der: Vec<u8>,
+    /// OpenSSL's form if the certificate came as PEM (which OpenSSL reads).
+    x509: Option<X509>,
+}
+
+impl NamedCert {
+    fn x509(&self, ctx: &cmpkit_ctx) -> Result<X509> {
+        match self.x509.clone().or_else(|| ctx.own_cert(&self.der)) {
+            Some(x) => Ok(x),
+            None => parse_der(&self.der),
+        }
+    }
+}
+
 impl RequestOp {
-    /// A fresh [`Operation`] for one transaction.
-    pub(crate) fn operation(&self) -> Operation {
-        match self {
+    /// A fresh [`Operation`] for one transaction under `ctx`.
+    pub(crate) fn operation(&self, ctx: &cmpkit_ctx) -> Result<Operation> {
+        Ok(match self {
             RequestOp::Ir(r) => Operation::Ir(copy_enroll(r)),
             RequestOp::Cr(r) => Operation::Cr(copy_enroll(r)),
             RequestOp::Kur {
@@ -68,14 +92,14 @@ impl RequestOp {
                 old_key,
             } => Operation::Kur {
                 request: copy_enroll(request),
-                old_cert: old_cert.clone(),
+                old_cert: old_cert.x509(ctx)?,
                 old_key: old_key.clone(),
             },
             RequestOp::P10cr(csr) => Operation::P10cr {
                 csr_der: csr.clone(),
             },
             RequestOp::Rr { cert, reason, key } => Operation::Rr {
-                cert: cert.clone(),
+                cert: cert.x509(ctx)?,
                 reason: *reason,
                 key: key.clone(),
             },
@@ -84,7 +108,7 @@ impl RequestOp {
             RequestOp::Ccr(r) => Operation::Ccr(copy_enroll(r)),
             RequestOp::Keygen { cr: false, request } => Operation::IrCentralKeygen(request.clone()),
             RequestOp::Keygen { cr: true, request } => Operation::CrCentralKeygen(request.clone()),
-        }
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -139,11 +163,16 @@ unsafe fn enroll(key: *const cmpkit_key, name: &str) -> Result<EnrollRequest> {
     })
 }
 
-/// One certificate from a PEM or DER buffer (the first of several PEM certificates).
+/// Whether `bytes` look like PEM (rather than DER).
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.trim_ascii_start().starts_with(b"-----BEGIN")
+}
+
+/// The non-empty buffer of a certificate argument.
 ///
 /// # Safety
 /// `data` must be NULL or readable for `len` bytes.
-unsafe fn one_cert(data: *const u8, len: usize, name: &str) -> Result<X509> {
+unsafe fn cert_bytes<'a>(data: *const u8, len: usize, name: &str) -> Result<&'a [u8]> {
     // SAFETY: per this function's contract.
     let bytes = unsafe { try_bytes(data, len, name) }?;
     if bytes.is_empty() {
@@ -152,9 +181,67 @@ unsafe fn one_cert(data: *const u8, len: usize, name: &str) -> Result<X509> {
             format!("{name} is empty"),
         ));
     }
+    Ok(bytes)
+}
+
+/// One certificate from a PEM or DER buffer (the first of several PEM certificates).
+///
+/// # Safety
+/// `data` must be NULL or readable for `len` bytes.
+unsafe fn one_cert(data: *const u8, len: usize, name: &str) -> Result<X509> {
+    // SAFETY: per this function's contract.
+    let bytes = unsafe { cert_bytes(data, len, name) }?;
     Ok(parse_pem_or_der(bytes)
         .map_err(|e| e.context(name))?
         .remove(0))
+}
+
+/// The certificate a kur or rr names, from a PEM or DER buffer (the first of several PEM
+/// certificates; bytes after a DER certificate are ignored, as OpenSSL's reading does), and
+/// its parsed form.
+///
+/// # Safety
+/// `data` must be NULL or readable for `len` bytes.
+unsafe fn named_cert(data: *const u8, len: usize, name: &str) -> Result<(NamedCert, Certificate)> {
+    // SAFETY: per this function's contract.
+    let bytes = unsafe { cert_bytes(data, len, name) }?;
+    let x509 = if is_pem(bytes) {
+        Some(
+            parse_pem_or_der(bytes)
+                .map_err(|e| e.context(name))?
+                .remove(0),
+        )
+    } else {
+        None
+    };
+    let pem_der = x509.as_ref().map(|x| x.to_der()).transpose()?;
+    let input = pem_der.as_deref().unwrap_or(bytes);
+    let (cert, rest) = Certificate::from_der_partial(input).map_err(|e| {
+        Error::new(
+            ErrorCode::BadCertificate,
+            format!("{name}: cannot parse certificate: {e}"),
+        )
+    })?;
+    let der = input[..input.len() - rest.len()].to_vec();
+    Ok((NamedCert { der, x509 }, cert))
+}
+
+/// Fails with [`ErrorCode::CertKeyMismatch`] unless `key` (if given) is the key of `cert`;
+/// the names are those of the arguments, for the message.
+fn check_key(cert: &Certificate, key: Option<&dyn Signer>, names: (&str, &str)) -> Result<()> {
+    let Some(key) = key else { return Ok(()) };
+    let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+    // Equal bytes are the same key; otherwise compare as OpenSSL re-encodes the certificate's
+    // key (it may normalize an encoding).
+    if spki == key.public_key_der()
+        || PKey::public_key_from_der(&spki)?.public_key_to_der()? == key.public_key_der()
+    {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorCode::CertKeyMismatch,
+        format!("{} is not the key of {}", names.0, names.1),
+    ))
 }
 
 /// Create an initialization request (ir) to certify `key` (which also signs the proof of
@@ -278,21 +365,15 @@ pub unsafe extern "C" fn cmpkit_request_new_kur(
 ) -> ErrorCode {
     guard(|| {
         // SAFETY: NULL or live key handles; a buffer of `old_cert_len` bytes.
-        let (request, cert, old_key) = unsafe {
+        let (request, old_key) = unsafe {
             (
                 enroll(new_key, "new_key")?,
-                one_cert(old_cert, old_cert_len, "old_cert")?,
                 old_key.as_ref().map(|k| k.signer()),
             )
         };
-        if let Some(k) = &old_key {
-            if cert.public_key()?.public_key_to_der()? != k.public_key_der() {
-                return Err(Error::new(
-                    ErrorCode::CertKeyMismatch,
-                    "old_key is not the key of old_cert",
-                ));
-            }
-        }
+        // SAFETY: a buffer of `old_cert_len` bytes.
+        let (cert, parsed) = unsafe { named_cert(old_cert, old_cert_len, "old_cert") }?;
+        check_key(&parsed, old_key.as_deref(), ("old_key", "old_cert"))?;
         let op = RequestOp::Kur {
             request,
             old_cert: cert,
@@ -316,7 +397,7 @@ pub unsafe extern "C" fn cmpkit_request_new_p10cr(
     guard(|| {
         // SAFETY: a buffer of `csr_len` bytes.
         let bytes = unsafe { try_bytes(csr, csr_len, "csr") }?;
-        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let der = if is_pem(bytes) {
             openssl::x509::X509Req::from_pem(bytes)
                 .and_then(|r| r.to_der())
                 .map_err(|e| {
@@ -358,13 +439,10 @@ pub unsafe extern "C" fn cmpkit_request_new_rr(
     out: *mut *mut cmpkit_request,
 ) -> ErrorCode {
     guard(|| {
-        // SAFETY: a buffer of `cert_len` bytes; NULL or a live key handle.
-        let (cert, key) = unsafe {
-            (
-                one_cert(cert, cert_len, "cert")?,
-                key.as_ref().map(|k| k.signer()),
-            )
-        };
+        // SAFETY: NULL or a live key handle.
+        let key = unsafe { key.as_ref() }.map(|k| k.signer());
+        // SAFETY: a buffer of `cert_len` bytes.
+        let (cert, parsed) = unsafe { named_cert(cert, cert_len, "cert") }?;
         let reason = match reason {
             -1 => None,
             r => {
@@ -379,14 +457,7 @@ pub unsafe extern "C" fn cmpkit_request_new_rr(
                 })?)
             }
         };
-        if let Some(k) = &key {
-            if cert.public_key()?.public_key_to_der()? != k.public_key_der() {
-                return Err(Error::new(
-                    ErrorCode::CertKeyMismatch,
-                    "key is not the key of cert",
-                ));
-            }
-        }
+        check_key(&parsed, key.as_deref(), ("key", "cert"))?;
         // SAFETY: `out` NULL or writable.
         unsafe { new_request(RequestOp::Rr { cert, reason, key }, out) }
     })
@@ -477,7 +548,7 @@ pub unsafe extern "C" fn cmpkit_request_new_genm_crl_update(
                 format!("crl is not a PEM or DER CRL: {e}"),
             )
         };
-        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let der = if is_pem(bytes) {
             openssl::x509::X509Crl::from_pem(bytes)
                 .and_then(|c| c.to_der())
                 .map_err(|e| not_a_crl(&e))?
@@ -671,4 +742,55 @@ pub unsafe extern "C" fn cmpkit_request_add_san(
         sans.push(name);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::ctx::{cmpkit_ctx_free, cmpkit_ctx_new, cmpkit_ctx_set_signer};
+    use crate::ffi::key::{cmpkit_key_free, cmpkit_key_from_pem_or_der};
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, x509::X509Builder};
+    use std::ptr::null_mut;
+
+    #[test]
+    fn a_named_cert_that_is_the_contexts_own_is_taken_from_the_context() {
+        let pkey = PKey::ec_gen("prime256v1").unwrap();
+        let own = |days| {
+            let mut b = X509Builder::new().unwrap();
+            b.set_pubkey(&pkey).unwrap();
+            b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&Asn1Time::days_from_now(days).unwrap())
+                .unwrap();
+            b.sign(&pkey, MessageDigest::sha256()).unwrap();
+            b.build().to_der().unwrap()
+        };
+        let (mine, other) = (own(1), own(2));
+        let key_pem = pkey.private_key_to_pem_pkcs8().unwrap();
+        // SAFETY: handles made, used and freed here; buffers valid for their lengths.
+        unsafe {
+            let (mut ctx, mut key) = (null_mut(), null_mut());
+            assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
+            assert_eq!(
+                cmpkit_key_from_pem_or_der(key_pem.as_ptr(), key_pem.len(), &mut key),
+                ErrorCode::Ok
+            );
+            assert_eq!(
+                cmpkit_ctx_set_signer(ctx, key, mine.as_ptr(), mine.len()),
+                ErrorCode::Ok
+            );
+            let ctx = &*ctx;
+            // The same OpenSSL object (a reference to it is its address).
+            let addr = |x: &X509| std::ptr::from_ref::<openssl::x509::X509Ref>(x);
+            let (named, _) = named_cert(mine.as_ptr(), mine.len(), "cert").unwrap();
+            let own = ctx.own_cert(&mine).unwrap();
+            assert_eq!(addr(&named.x509(ctx).unwrap()), addr(&own), "no new parse");
+            let (named, _) = named_cert(other.as_ptr(), other.len(), "cert").unwrap();
+            let parsed = named.x509(ctx).unwrap();
+            assert_ne!(addr(&parsed), addr(&own));
+            assert_eq!(parsed.to_der().unwrap(), other);
+            cmpkit_key_free(key);
+            cmpkit_ctx_free(std::ptr::from_ref(ctx).cast_mut());
+        }
+    }
 }

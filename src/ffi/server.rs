@@ -85,6 +85,7 @@ pub unsafe extern "C" fn cmpkit_server_new(
             Some(table) => Arc::new(CHandler {
                 table,
                 ca: ca.clone(),
+                last_issuer: Default::default(),
             }),
             None => ca.clone(),
         };
