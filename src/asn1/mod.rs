@@ -75,22 +75,26 @@ pub struct PkiMessage {
 /// (`SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }`, DER lengths); [`CmpCertificate::parse`]
 /// decodes the rest when a field is needed. Clones share the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CmpCertificate(Arc<[u8]>);
+pub struct CmpCertificate {
+    der: Arc<[u8]>,
+    /// Where the contents octets start (the length of the outer tag and length).
+    value_at: usize,
+}
 
 impl CmpCertificate {
     /// The certificate's DER.
     pub fn der(&self) -> &[u8] {
-        &self.0
+        &self.der
     }
 
     /// Decode the whole certificate.
     pub fn parse(&self) -> der::Result<Certificate> {
-        Certificate::from_der(&self.0)
+        Certificate::from_der(&self.der)
     }
 
     /// The fields the protocol needs, read without decoding them (see [`CertFields`]).
     pub fn fields(&self) -> der::Result<CertFields<'_>> {
-        CertFields::read(&self.0)
+        CertFields::read(&self.der)
     }
 }
 
@@ -153,7 +157,7 @@ impl<'a> CertFields<'a> {
 
 impl std::fmt::Debug for CmpCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CmpCertificate({} bytes)", self.0.len())
+        write!(f, "CmpCertificate({} bytes)", self.der.len())
     }
 }
 
@@ -161,7 +165,12 @@ impl TryFrom<&Certificate> for CmpCertificate {
     type Error = der::Error;
 
     fn try_from(cert: &Certificate) -> der::Result<Self> {
-        Ok(CmpCertificate(cert.to_der()?.into()))
+        let der = cert.to_der()?;
+        let value_at = der.len() - Header::from_der_partial(&der)?.1.len();
+        Ok(CmpCertificate {
+            der: der.into(),
+            value_at,
+        })
     }
 }
 
@@ -191,24 +200,27 @@ impl<'a> DecodeValue<'a> for CmpCertificate {
         let mut der = Vec::with_capacity(head.len() + value.len());
         der.extend_from_slice(head);
         der.extend_from_slice(value);
-        Ok(CmpCertificate(der.into()))
+        Ok(CmpCertificate {
+            der: der.into(),
+            value_at: head.len(),
+        })
     }
 }
 
 impl CmpCertificate {
     /// The contents octets (the DER without the outer tag and length).
-    fn value(&self) -> der::Result<&[u8]> {
-        Ok(Header::from_der_partial(&self.0)?.1)
+    fn value(&self) -> &[u8] {
+        &self.der[self.value_at..]
     }
 }
 
 impl EncodeValue for CmpCertificate {
     fn value_len(&self) -> der::Result<Length> {
-        Length::try_from(self.value()?.len())
+        Length::try_from(self.value().len())
     }
 
     fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        writer.write(self.value()?)
+        writer.write(self.value())
     }
 }
 
