@@ -158,13 +158,32 @@ pub(crate) struct SignerIdentity {
 impl SignerIdentity {
     /// The identity of the signer holding `cert`, sending `chain` along.
     pub fn new(cert: &openssl::x509::X509, chain: &[openssl::x509::X509]) -> Result<Self> {
-        let own = crate::asn1::CmpCertificate::try_from(cert.to_der()?.as_slice())?;
+        Self::from_cert(
+            crate::asn1::CmpCertificate::try_from(cert.to_der()?.as_slice())?,
+            chain,
+        )
+    }
+
+    /// The identity of the signer holding `own` (kept as DER), sending `chain` along.
+    ///
+    /// Like OpenSSL, a subjectKeyIdentifier extension that does not decode counts as none.
+    pub fn from_cert(
+        own: crate::asn1::CmpCertificate,
+        chain: &[openssl::x509::X509],
+    ) -> Result<Self> {
         let fields = own.fields()?;
         let (subject, issuer) = (
             Name::from_der(fields.subject)?,
             Name::from_der(fields.issuer)?,
         );
-        let mut extra = vec![own];
+        let ski = fields
+            .extension(oid::SUBJECT_KEY_IDENTIFIER)
+            .ok()
+            .flatten()
+            .and_then(|v| der::asn1::OctetStringRef::from_der(v).ok())
+            .map(|k| k.as_bytes().to_vec());
+        let mut extra = Vec::with_capacity(1 + chain.len());
+        extra.push(own);
         for c in chain {
             extra.push(crate::asn1::CmpCertificate::try_from(
                 c.to_der()?.as_slice(),
@@ -173,7 +192,7 @@ impl SignerIdentity {
         Ok(SignerIdentity {
             subject,
             issuer,
-            ski: cert.subject_key_id().map(|k| k.as_slice().to_vec()),
+            ski,
             extra,
         })
     }
