@@ -177,12 +177,14 @@ impl<'a> CertFields<'a> {
             while !r.is_finished() {
                 // Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }
                 let value = r.sequence(|e| {
-                    let oid = der::oid::ObjectIdentifier::decode(e)?;
+                    // The OID's DER contents compared as they are (DER has one encoding).
+                    let oid = AnyRef::decode(e)?;
+                    oid.tag().assert_eq(Tag::ObjectIdentifier)?;
                     if Tag::peek(e)? == Tag::Boolean {
                         bool::decode(e)?;
                     }
                     let value = der::asn1::OctetStringRef::decode(e)?.as_bytes();
-                    Ok::<_, der::Error>((oid == id).then_some(value))
+                    Ok::<_, der::Error>((oid.value() == id.as_bytes()).then_some(value))
                 })?;
                 found = found.or(value);
             }
