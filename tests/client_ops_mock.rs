@@ -9,7 +9,7 @@
 mod common;
 
 use cmpkit::asn1::genm::{CertReqTemplateContent, RootCaKeyUpdateContent};
-use cmpkit::asn1::{oid, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage};
+use cmpkit::asn1::{oid, CmpCertificate, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage};
 use cmpkit::client::{
     execute, genm, ClientConfig, Credentials, EnrollRequest, Operation, Transaction,
 };
@@ -245,15 +245,16 @@ fn issue_with_serial(key_pem: &[u8], subject: &str, serial: &str) -> PathBuf {
 }
 
 fn kur_op(key: &Arc<SoftwareKey>) -> Operation {
-    Operation::Kur {
-        request: EnrollRequest {
+    Operation::kur(
+        EnrollRequest {
             subject: None,
             sans: Vec::new(),
             key: key.clone(),
         },
-        old_cert: pki_cert("new.crt"),
-        old_key: Some(pki_key("new.key")),
-    }
+        &pki_cert("new.crt"),
+        Some(pki_key("new.key")),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -390,11 +391,7 @@ fn rr_signed_by_the_cert_revokes_it() {
         return;
     }
     let server = MockServer::start(common::pki(), None, &[]);
-    let op = Operation::Rr {
-        cert: pki_cert("new.crt"),
-        reason: Some(1),
-        key: Some(pki_key("new.key")),
-    };
+    let op = Operation::rr(&pki_cert("new.crt"), Some(1), Some(pki_key("new.key"))).unwrap();
     let (tx, sent) = run(&server, trust_only_config(), op);
     tx.result().unwrap();
     assert_eq!(tx.response().status.as_ref().unwrap().status, 0);
@@ -426,11 +423,7 @@ fn rr_for_a_cert_the_mock_did_not_issue_is_a_peer_error() {
         return;
     }
     let server = MockServer::start(common::pki(), None, &[]);
-    let op = Operation::Rr {
-        cert: pki_cert("client.crt"),
-        reason: None,
-        key: Some(pki_key("client.key")),
-    };
+    let op = Operation::rr(&pki_cert("client.crt"), None, Some(pki_key("client.key"))).unwrap();
     let (tx, _) = run(&server, trust_only_config(), op);
     let e = tx.result().unwrap_err();
     assert_eq!(e.code, ErrorCode::PeerError, "{e}");
@@ -445,7 +438,7 @@ fn rr_with_an_invalid_reason_code_is_refused_before_sending() {
     let err = Transaction::start(
         Arc::new(ClientConfig::default()),
         Operation::Rr {
-            cert: X509::from_der(&self_signed_der()).unwrap(),
+            cert: CmpCertificate::try_from(self_signed_der().as_slice()).unwrap(),
             reason: Some(7),
             key: None,
         },
@@ -466,6 +459,147 @@ fn self_signed_der() -> Vec<u8> {
         .unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     b.build().to_der().unwrap()
+}
+
+/// A v3 certificate of CN=Old Device (serial 0x4711) issued in the name of CN=Some CA, with a
+/// subjectKeyIdentifier and a DNS subjectAltName, and its key (it signs the certificate
+/// itself: only the certificate's fields matter to the requests built from it).
+fn cert_with_ski_and_san() -> (Arc<SoftwareKey>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::x509::extension::{SubjectAlternativeName, SubjectKeyIdentifier};
+    use openssl::x509::{X509Builder, X509Name};
+    let key = Arc::new(SoftwareKey::generate(KeyType::EcP256).unwrap());
+    let name = |cn: &str| {
+        let mut n = X509Name::builder().unwrap();
+        n.append_entry_by_text("CN", cn).unwrap();
+        n.build()
+    };
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let serial = BigNum::from_u32(0x4711).unwrap().to_asn1_integer().unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_subject_name(&name("Old Device")).unwrap();
+    b.set_issuer_name(&name("Some CA")).unwrap();
+    b.set_pubkey(key.pkey()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let ski = SubjectKeyIdentifier::new()
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(ski).unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns("old.example")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(key.pkey(), MessageDigest::sha256()).unwrap();
+    (key, b.build().to_der().unwrap())
+}
+
+#[test]
+fn kur_of_a_der_certificate_takes_its_names_and_is_signed_as_its_subject() {
+    let (old_key, old_der) = cert_with_ski_and_san();
+    let new_key = Arc::new(SoftwareKey::generate(KeyType::EcP256).unwrap());
+    let op = Operation::Kur {
+        request: EnrollRequest {
+            subject: None,
+            sans: Vec::new(),
+            key: new_key,
+        },
+        old_cert: CmpCertificate::try_from(old_der.as_slice()).unwrap(),
+        old_key: Some(old_key),
+    };
+    let tx = Transaction::start(Arc::new(ClientConfig::default()), op).unwrap();
+    let msg = PkiMessage::from_der(tx.pending_request().unwrap()).unwrap();
+    let old = X509::from_der(&old_der).unwrap();
+    let (subject, issuer) = (
+        x509_cert::name::Name::from_der(&old.subject_name().to_der().unwrap()).unwrap(),
+        x509_cert::name::Name::from_der(&old.issuer_name().to_der().unwrap()).unwrap(),
+    );
+    // The template: the old certificate's subject and subjectAltName; oldCertID: its issuer
+    // and serial number.
+    let PkiBody::Kur(reqs) = &msg.body else {
+        panic!("not a kur")
+    };
+    let req = &reqs[0].cert_req;
+    assert_eq!(req.cert_template.subject.as_ref(), Some(&subject));
+    let san = &req.cert_template.extensions.as_ref().unwrap()[0];
+    assert_eq!(san.extn_id, oid::SUBJECT_ALT_NAME);
+    let sans = x509_cert::ext::pkix::SubjectAltName::from_der(san.extn_value.as_bytes()).unwrap();
+    assert_eq!(
+        sans.0,
+        [x509_cert::ext::pkix::name::GeneralName::DnsName(
+            der::asn1::Ia5String::new("old.example").unwrap()
+        )]
+    );
+    let control = &req.controls.as_ref().unwrap()[0];
+    assert_eq!(control.oid, oid::REG_CTRL_OLD_CERT_ID);
+    let cid = cmpkit::asn1::CertId::from_der(&control.value.to_der().unwrap()).unwrap();
+    assert_eq!(
+        cid.issuer,
+        x509_cert::ext::pkix::name::GeneralName::DirectoryName(issuer.clone())
+    );
+    assert_eq!(cid.serial_number.as_bytes(), [0x47, 0x11]);
+    // Signed with the old key as the old certificate's subject: senderKID is its
+    // subjectKeyIdentifier, the recipient defaults to its issuer, it goes first in extraCerts.
+    let h = &msg.header;
+    assert_eq!(
+        h.sender,
+        x509_cert::ext::pkix::name::GeneralName::DirectoryName(subject)
+    );
+    assert_eq!(
+        h.recipient,
+        x509_cert::ext::pkix::name::GeneralName::DirectoryName(issuer)
+    );
+    assert_eq!(
+        h.sender_kid.as_ref().unwrap().as_bytes(),
+        old.subject_key_id().unwrap().as_slice()
+    );
+    assert_eq!(
+        msg.extra_certs.as_ref().unwrap()[0].der(),
+        old_der.as_slice()
+    );
+}
+
+#[test]
+fn kur_and_rr_of_a_certificate_whose_issuer_does_not_decode_are_bad_certificate() {
+    let (key, mut der) = cert_with_ski_and_san();
+    // The issuer's first RelativeDistinguishedName tagged INTEGER instead of SET: the
+    // certificate keeps its shape, the Name does not decode.
+    let offset = {
+        let c = CmpCertificate::try_from(der.as_slice()).unwrap();
+        let issuer = c.fields().unwrap().issuer;
+        issuer.as_ptr() as usize - c.der().as_ptr() as usize
+    };
+    assert_eq!(der[offset + 2], 0x31, "SET");
+    der[offset + 2] = 0x02;
+    let cert = CmpCertificate::try_from(der.as_slice()).unwrap();
+    assert!(cert.fields().is_ok());
+    let kur = Operation::Kur {
+        request: EnrollRequest {
+            subject: None,
+            sans: Vec::new(),
+            key: key.clone(),
+        },
+        old_cert: cert.clone(),
+        old_key: None,
+    };
+    let rr = Operation::Rr {
+        cert,
+        reason: None,
+        key: None,
+    };
+    for (op, what) in [(kur, "old certificate"), (rr, "certificate to revoke")] {
+        let e = Transaction::start(Arc::new(mac_config()), op)
+            .err()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::BadCertificate, "{e}");
+        assert!(e.detail.contains(what), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------- genm
@@ -1019,9 +1153,8 @@ fn genm_answered_by_error_waiting_polls_with_minus_one_then_gets_the_genp() {
 
 #[test]
 fn rr_polled_then_revocation_notification_is_success() {
-    let cert = X509::from_der(&self_signed_der()).unwrap();
     let op = Operation::Rr {
-        cert,
+        cert: CmpCertificate::try_from(self_signed_der().as_slice()).unwrap(),
         reason: None,
         key: None,
     };

@@ -996,15 +996,16 @@ fn issued(e: &Env, cn: &str) -> (X509, Arc<SoftwareKey>) {
 }
 
 fn kur(old_cert: X509, old_key: Option<Arc<SoftwareKey>>) -> cmpkit::client::Operation {
-    cmpkit::client::Operation::Kur {
-        request: EnrollRequest {
+    cmpkit::client::Operation::kur(
+        EnrollRequest {
             subject: None,
             sans: Vec::new(),
             key: new_key(),
         },
-        old_cert,
-        old_key: old_key.map(|k| k as Arc<dyn cmpkit::crypto::Signer>),
-    }
+        &old_cert,
+        old_key.map(|k| k as Arc<dyn cmpkit::crypto::Signer>),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -1051,11 +1052,7 @@ fn kur_whose_old_cert_id_names_another_certificate_than_its_signer_is_refused_wi
 fn kur_of_a_revoked_certificate_is_rejected_by_the_demo_ca_with_cert_revoked() {
     let e = env();
     let (old, old_key) = issued(&e, "Device K4");
-    let rr = cmpkit::client::Operation::Rr {
-        cert: old.clone(),
-        reason: Some(1),
-        key: None,
-    };
+    let rr = cmpkit::client::Operation::rr(&old, Some(1), None).unwrap();
     let (_, _, r) = run_op(&e, mac_client(SECRET, REF), rr);
     r.unwrap();
     let config = ClientConfig {

@@ -9,6 +9,7 @@
 //! Also the test run under ThreadSanitizer (README, "Testing"); bounded so it stays quick
 //! there too (`CMPKIT_THREADS_ROUNDS=N` for more rounds per thread).
 
+use cmpkit::asn1::CmpCertificate;
 use cmpkit::client::{
     execute, ClientConfig, Credentials, EnrollRequest, Operation, Transaction, Transfer,
 };
@@ -135,7 +136,7 @@ fn client_rounds(
         let mut tx = Transaction::start(
             signed,
             Operation::Rr {
-                cert: X509::from_der(&cr_cert).unwrap(),
+                cert: CmpCertificate::try_from(cr_cert.as_slice()).unwrap(),
                 reason: Some(4),
                 key: Some(k2),
             },

@@ -396,19 +396,12 @@ pub fn run_txn(
         ),
         Scenario::KurSig => (
             &pki.sig_config,
-            Operation::Kur {
-                request: req(None),
-                old_cert: pki.cli_cert.clone(),
-                old_key: None,
-            },
+            Operation::kur(req(None), &pki.cli_cert, None)
+                .unwrap_or_else(|e| die(s, &e.to_string())),
         ),
         Scenario::RrSig => (
             &pki.sig_config,
-            Operation::Rr {
-                cert: pki.cli_cert.clone(),
-                reason: None,
-                key: None,
-            },
+            Operation::rr(&pki.cli_cert, None, None).unwrap_or_else(|e| die(s, &e.to_string())),
         ),
         Scenario::GenmSig => (
             &pki.sig_config,

@@ -31,7 +31,8 @@ use x509_cert::Certificate;
 
 use der::asn1::{AnyRef, BitStringRef};
 use der::{
-    Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Tagged, Writer,
+    Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, TagNumber,
+    Tagged, Writer,
 };
 use std::sync::Arc;
 
@@ -112,6 +113,9 @@ pub struct CertFields<'a> {
     pub spki: &'a [u8],
     /// The outer `signatureAlgorithm`'s OID.
     pub signature_algorithm: der::oid::ObjectIdentifier,
+    /// `extensions` (the `SEQUENCE OF Extension` inside `[3]`), if present; see
+    /// [`extension`](Self::extension).
+    pub extensions: Option<&'a [u8]>,
 }
 
 impl<'a> CertFields<'a> {
@@ -138,20 +142,59 @@ impl<'a> CertFields<'a> {
                 field(t, Tag::Sequence)?; // validity
                 let subject = field(t, Tag::Sequence)?;
                 let spki = field(t, Tag::Sequence)?;
+                let mut extensions = None;
                 while !t.is_finished() {
-                    t.tlv_bytes()?; // issuerUniqueID, subjectUniqueID, extensions
+                    // issuerUniqueID [1], subjectUniqueID [2], extensions [3] EXPLICIT
+                    let tag = Tag::peek(t)?;
+                    let tlv = t.tlv_bytes()?;
+                    if tag.is_context_specific() && tag.number() == TagNumber(3) {
+                        extensions = Some(tlv);
+                    }
                 }
+                // The SEQUENCE inside the explicit tag (checked when an extension is looked up).
+                let extensions = extensions
+                    .map(|tlv| AnyRef::from_der(tlv).map(|a| a.value()))
+                    .transpose()?;
                 Ok::<_, der::Error>(CertFields {
                     serial,
                     issuer,
                     subject,
                     spki,
                     signature_algorithm: alg.oid,
+                    extensions,
                 })
             })?;
             t.finish(fields)
         })?;
         r.finish(fields)
+    }
+
+    /// The value (the contents of `extnValue`) of the certificate's first extension `id`, or
+    /// `None` without one; the other extensions are skipped undecoded.
+    pub fn extension(&self, id: der::oid::ObjectIdentifier) -> der::Result<Option<&'a [u8]>> {
+        let Some(extensions) = self.extensions else {
+            return Ok(None);
+        };
+        let mut r = der::SliceReader::new(extensions)?;
+        let found = r.sequence(|r| {
+            let mut found = None;
+            while !r.is_finished() {
+                // Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }
+                let value = r.sequence(|e| {
+                    // The OID's DER contents compared as they are (DER has one encoding).
+                    let oid = AnyRef::decode(e)?;
+                    oid.tag().assert_eq(Tag::ObjectIdentifier)?;
+                    if Tag::peek(e)? == Tag::Boolean {
+                        bool::decode(e)?;
+                    }
+                    let value = der::asn1::OctetStringRef::decode(e)?.as_bytes();
+                    Ok::<_, der::Error>((oid.value() == id.as_bytes()).then_some(value))
+                })?;
+                found = found.or(value);
+            }
+            Ok::<_, der::Error>(found)
+        })?;
+        r.finish(found)
     }
 }
 
@@ -710,6 +753,8 @@ pub mod oid {
     pub const ED448: Oid = Oid::new_unwrap("1.3.101.113");
     /// `id-it-implicitConfirm`.
     pub const IT_IMPLICIT_CONFIRM: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.4.13");
+    /// `id-ce-subjectKeyIdentifier`.
+    pub const SUBJECT_KEY_IDENTIFIER: Oid = Oid::new_unwrap("2.5.29.14");
     /// `id-ce-subjectAltName`.
     pub const SUBJECT_ALT_NAME: Oid = Oid::new_unwrap("2.5.29.17");
     /// `id-ce-cRLReasons`.
@@ -865,7 +910,8 @@ mod tests {
         );
     }
 
-    /// A self-signed EC certificate made by OpenSSL, with a v3 extension.
+    /// A self-signed EC certificate made by OpenSSL, with v3 extensions (a critical
+    /// basicConstraints, a subjectKeyIdentifier and a subjectAltName).
     fn openssl_cert() -> Vec<u8> {
         let key = openssl::pkey::PKey::ec_gen("P-256").unwrap();
         let mut name = openssl::x509::X509NameBuilder::new().unwrap();
@@ -890,9 +936,47 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
+        let ski = openssl::x509::extension::SubjectKeyIdentifier::new()
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(ski).unwrap();
+        let san = openssl::x509::extension::SubjectAlternativeName::new()
+            .dns("fields.example")
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
         b.sign(&key, openssl::hash::MessageDigest::sha384())
             .unwrap();
         b.build().to_der().unwrap()
+    }
+
+    #[test]
+    fn cert_fields_find_each_extension_value_as_x509_cert_decodes_it() {
+        let der = openssl_cert();
+        let c = CmpCertificate::try_from(der.as_slice()).unwrap();
+        let f = c.fields().unwrap();
+        let full = c.parse().unwrap();
+        let exts = full.tbs_certificate().extensions().unwrap();
+        assert_eq!(exts.len(), 3);
+        for e in exts {
+            assert_eq!(
+                f.extension(e.extn_id).unwrap(),
+                Some(e.extn_value.as_bytes()),
+                "{}",
+                e.extn_id
+            );
+        }
+        assert_eq!(f.extension(oid::CRL_REASON).unwrap(), None, "absent");
+        // A v1 certificate has no extensions field at all.
+        let key = openssl::pkey::PKey::ec_gen("P-256").unwrap();
+        let mut b = openssl::x509::X509::builder().unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let v1 = CmpCertificate::try_from(b.build().to_der().unwrap().as_slice()).unwrap();
+        let f = v1.fields().unwrap();
+        assert_eq!(f.extensions, None);
+        assert_eq!(f.extension(oid::SUBJECT_ALT_NAME).unwrap(), None);
     }
 
     #[test]

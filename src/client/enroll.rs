@@ -22,7 +22,7 @@ use crmf::pop::{PopoSigningKey, ProofOfPossession};
 use der::asn1::{BitString, Int, OctetString};
 use der::{Decode, Encode};
 use openssl::pkey::{PKey, Public};
-use openssl::x509::X509;
+use openssl::x509::{X509Ref, X509};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,7 @@ use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
 
 /// What to ask the CA for.
 pub struct EnrollRequest {
@@ -87,11 +88,14 @@ pub enum Operation {
     /// first in extraCerts (plus the chain of signature credentials, if configured), so the
     /// sender is the old certificate's subject; without it the configured credentials
     /// protect the request.
+    ///
+    /// [`Operation::kur`] makes one from an OpenSSL certificate; from DER,
+    /// `CmpCertificate::try_from(der)`.
     Kur {
         /// The new key and, optionally, subject and subjectAltName.
         request: EnrollRequest,
-        /// The certificate to update.
-        old_cert: X509,
+        /// The certificate to update (its DER).
+        old_cert: CmpCertificate,
         /// The private key of `old_cert`, to sign the request with.
         old_key: Option<Arc<dyn Signer>>,
     },
@@ -108,9 +112,12 @@ pub enum Operation {
     /// with the key of the certificate to revoke (or by an authorized entity): with `key` set
     /// the request is signed with it and `cert` goes first in extraCerts; without it the
     /// configured credentials protect the request.
+    ///
+    /// [`Operation::rr`] makes one from an OpenSSL certificate; from DER,
+    /// `CmpCertificate::try_from(der)`.
     Rr {
-        /// The certificate to revoke.
-        cert: X509,
+        /// The certificate to revoke (its DER).
+        cert: CmpCertificate,
         /// CRLReason code (0 unspecified, 1 keyCompromise, 4 superseded, 5
         /// cessationOfOperation, ...).
         reason: Option<u8>,
@@ -138,6 +145,28 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// [`Operation::Kur`] for `old_cert` as OpenSSL holds it (the operation keeps its DER).
+    pub fn kur(
+        request: EnrollRequest,
+        old_cert: &X509Ref,
+        old_key: Option<Arc<dyn Signer>>,
+    ) -> Result<Self> {
+        Ok(Operation::Kur {
+            request,
+            old_cert: cert_der(old_cert)?,
+            old_key,
+        })
+    }
+
+    /// [`Operation::Rr`] for `cert` as OpenSSL holds it (the operation keeps its DER).
+    pub fn rr(cert: &X509Ref, reason: Option<u8>, key: Option<Arc<dyn Signer>>) -> Result<Self> {
+        Ok(Operation::Rr {
+            cert: cert_der(cert)?,
+            reason,
+            key,
+        })
+    }
+
     /// The request body's name (`"ir"`, `"cr"`, `"kur"`, `"p10cr"`, `"rr"`, `"genm"`,
     /// `"krr"`, `"ccr"`).
     pub fn name(&self) -> &'static str {
@@ -152,6 +181,54 @@ impl Operation {
             Operation::Genm(_) => "genm",
         }
     }
+}
+
+/// The DER of an OpenSSL certificate.
+fn cert_der(cert: &X509Ref) -> Result<CmpCertificate> {
+    CmpCertificate::try_from(cert.to_der()?.as_slice())
+        .map_err(|e| Error::new(ErrorCode::BadCertificate, format!("certificate: {e}")))
+}
+
+/// The parts of a certificate that a kur or rr names (decoded when needed, from their DER);
+/// what does not decode is an [`ErrorCode::BadCertificate`] naming `what`.
+struct NamedCert<'a> {
+    fields: crate::asn1::CertFields<'a>,
+    what: &'static str,
+}
+
+impl<'a> NamedCert<'a> {
+    fn new(cert: &'a CmpCertificate, what: &'static str) -> Result<Self> {
+        let fields = cert.fields().map_err(|e| bad_named_cert(what, e))?;
+        Ok(NamedCert { fields, what })
+    }
+
+    fn serial(&self) -> Result<SerialNumber> {
+        SerialNumber::from_der(self.fields.serial).map_err(|e| bad_named_cert(self.what, e))
+    }
+
+    fn issuer(&self) -> Result<Name> {
+        message::from_der_checked(self.fields.issuer).map_err(|e| bad_named_cert(self.what, e))
+    }
+
+    fn subject(&self) -> Result<Name> {
+        message::from_der_checked(self.fields.subject).map_err(|e| bad_named_cert(self.what, e))
+    }
+
+    /// The subjectAltName entries, if the certificate has that extension.
+    fn sans(&self) -> Result<Option<Vec<GeneralName>>> {
+        let ext = self
+            .fields
+            .extension(oid::SUBJECT_ALT_NAME)
+            .map_err(|e| bad_named_cert(self.what, e))?;
+        Ok(match ext {
+            Some(v) => Some(message::from_der_checked::<SubjectAltName>(v)?.0),
+            None => None,
+        })
+    }
+}
+
+fn bad_named_cert(what: &str, e: der::Error) -> Error {
+    Error::new(ErrorCode::BadCertificate, format!("{what}: {e}"))
 }
 
 /// The kind of operation, remembered to know which response body finishes it.
@@ -204,7 +281,7 @@ enum Expect {
 /// (kur and rr with the key of the certificate concerned).
 struct OwnSigner {
     protection: Protection,
-    cert: X509,
+    cert: CmpCertificate,
 }
 
 /// One client transaction, driven by the caller: take [`pending_request`](Self::pending_request),
@@ -315,27 +392,18 @@ impl Transaction {
                 old_key,
             } => {
                 tx.kind = Kind::Kur;
-                let old = x509_cert::Certificate::from_der(&old_cert.to_der()?).map_err(|e| {
-                    Error::new(ErrorCode::BadCertificate, format!("old certificate: {e}"))
-                })?;
-                let tbs = old.tbs_certificate();
-                if request.subject.is_none() {
-                    request.subject = Some(tbs.subject().clone());
-                }
+                let old = NamedCert::new(&old_cert, "old certificate")?;
+                let old_cert_id = CertId {
+                    issuer: GeneralName::DirectoryName(old.issuer()?),
+                    serial_number: old.serial()?,
+                };
+                let subject = old.subject()?;
+                request.subject.get_or_insert(subject);
                 if request.sans.is_empty() {
-                    if let Some(exts) = tbs.extensions() {
-                        for e in exts.iter().filter(|e| e.extn_id == oid::SUBJECT_ALT_NAME) {
-                            let san = message::from_der_checked::<SubjectAltName>(
-                                e.extn_value.as_bytes(),
-                            )?;
-                            request.sans = san.0;
-                        }
+                    if let Some(sans) = old.sans()? {
+                        request.sans = sans;
                     }
                 }
-                let old_cert_id = CertId {
-                    issuer: GeneralName::DirectoryName(tbs.issuer().clone()),
-                    serial_number: tbs.serial_number().clone(),
-                };
                 let control = x509_cert::attr::AttributeTypeAndValue {
                     oid: oid::REG_CTRL_OLD_CERT_ID,
                     value: der::Any::encode_from(&old_cert_id)?,
@@ -369,14 +437,9 @@ impl Transaction {
             Operation::Rr { cert, reason, key } => {
                 tx.kind = Kind::Rr;
                 tx.cert_req_id = NO_CERT_REQ_ID;
-                let parsed = x509_cert::Certificate::from_der(&cert.to_der()?).map_err(|e| {
-                    Error::new(
-                        ErrorCode::BadCertificate,
-                        format!("certificate to revoke: {e}"),
-                    )
-                })?;
-                let tbs = parsed.tbs_certificate();
-                tx.subject = Some(tbs.subject().clone());
+                let named = NamedCert::new(&cert, "certificate to revoke")?;
+                let (serial, issuer) = (named.serial()?, named.issuer()?);
+                tx.subject = Some(named.subject()?);
                 let crl_entry_details = reason
                     .map(|r| -> Result<_> {
                         let reason = x509_cert::ext::pkix::crl::CrlReason::try_from(r as u32)
@@ -396,9 +459,9 @@ impl Transaction {
                 let details = RevDetails {
                     cert_details: CertTemplate {
                         version: None,
-                        serial_number: Some(tbs.serial_number().clone()),
+                        serial_number: Some(serial),
                         signature: None,
-                        issuer: Some(tbs.issuer().clone()),
+                        issuer: Some(issuer),
                         validity: None,
                         subject: None,
                         subject_public_key_info: None,
@@ -1034,12 +1097,16 @@ impl Transaction {
                         Some(Credentials::Signature { chain, .. }) => chain.as_slice(),
                         _ => &[],
                     };
-                    let cert = match (own, creds) {
-                        (Some(own), _) => &own.cert,
-                        (None, Some(Credentials::Signature { cert, .. })) => cert,
+                    let id = match (own, creds) {
+                        (Some(own), _) => {
+                            message::SignerIdentity::from_cert(own.cert.clone(), chain)?
+                        }
+                        (None, Some(Credentials::Signature { cert, .. })) => {
+                            message::SignerIdentity::new(cert, chain)?
+                        }
                         _ => unreachable!("MAC credentials handled above"),
                     };
-                    self.signer_fields = Some(signer_header_fields(cert, chain)?);
+                    self.signer_fields = Some(signer_header_fields(id)?);
                 }
                 self.signer_fields.clone().expect("set above")
             }
@@ -1261,8 +1328,7 @@ type SignerFields = (
     Option<Vec<CmpCertificate>>,
 );
 
-fn signer_header_fields(cert: &X509, chain: &[X509]) -> Result<SignerFields> {
-    let id = message::SignerIdentity::new(cert, chain)?;
+fn signer_header_fields(id: message::SignerIdentity) -> Result<SignerFields> {
     Ok((
         GeneralName::DirectoryName(id.subject),
         id.ski.map(|s| message::octet_string(&s)).transpose()?,

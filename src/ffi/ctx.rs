@@ -112,21 +112,10 @@ pub struct cmpkit_ctx {
 struct SignerSetting {
     key: Arc<dyn Signer>,
     cert: X509,
-    /// The DER of `cert`, to recognize it when a request names it.
-    cert_der: Vec<u8>,
     chain: Vec<X509>,
 }
 
 impl cmpkit_ctx {
-    /// The context's own signature certificate if its DER is `der` (kur and rr usually name
-    /// it), so that a request naming it needs no parsing of its own.
-    pub(crate) fn own_cert(&self, der: &[u8]) -> Option<X509> {
-        self.signer
-            .as_ref()
-            .filter(|s| s.cert_der == der)
-            .map(|s| s.cert.clone())
-    }
-
     fn changed(&mut self) {
         self.built = None;
     }
@@ -445,7 +434,6 @@ pub unsafe extern "C" fn cmpkit_ctx_set_signer(
         }
         c.signer = Some(SignerSetting {
             key: key.signer(),
-            cert_der: leaf.to_der()?,
             cert: leaf,
             chain: certs,
         });

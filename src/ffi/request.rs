@@ -1,27 +1,25 @@
 //! `cmpkit_request`: what to ask the CA for — any client operation (ir, cr, kur, p10cr, rr,
 //! genm).
 
-use super::ctx::cmpkit_ctx;
 use super::key::cmpkit_key;
 use super::util::{
     free_handle, guard, into_handle, try_bytes, try_mut, try_ref, try_str, write_out,
 };
 use crate::asn1::genm::{CrlSource, CrlStatus};
-use crate::asn1::InfoTypeAndValue;
+use crate::asn1::{CmpCertificate, InfoTypeAndValue};
 use crate::client::{genm, EnrollRequest, KeygenRequest, Operation};
-use crate::crypto::cert::{parse_der, parse_pem_or_der};
+use crate::crypto::cert::parse_pem_or_der;
 use crate::crypto::Signer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::parse_name;
 use der::asn1::ObjectIdentifier;
-use der::{Decode, Encode};
+use der::{Decode, Encode, Reader};
 use openssl::pkey::PKey;
 use openssl::x509::X509;
 use std::ffi::c_char;
 use std::sync::Arc;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::Name;
-use x509_cert::Certificate;
 
 /// What a request handle asks for: an [`Operation`] kept in a form that can be started more
 /// than once (each start gets its own copy).
@@ -30,12 +28,12 @@ pub(crate) enum RequestOp {
     Cr(EnrollRequest),
     Kur {
         request: EnrollRequest,
-        old_cert: NamedCert,
+        old_cert: CmpCertificate,
         old_key: Option<Arc<dyn Signer>>,
     },
     P10cr(Vec<u8>),
     Rr {
-        cert: NamedCert,
+        cert: CmpCertificate,
         reason: Option<u8>,
         key: Option<Arc<dyn Signer>>,
     },
@@ -59,31 +57,10 @@ fn copy_enroll(r: &EnrollRequest) -> EnrollRequest {
     }
 }
 
-/// A certificate that a request names (kur's old certificate, rr's certificate to revoke).
-///
-/// It is read with x509-cert when the request is made (the client reads it that way too).
-/// The client's [`Operation`] takes OpenSSL's form, which is made when a transaction starts:
-/// usually the certificate is the context's own signature certificate (an entity updating
-/// or revoking its own certificate), already parsed there; otherwise it is parsed then.
-pub(crate) struct NamedCert {
-    der: Vec<u8>,
-    /// OpenSSL's form if the certificate came as PEM (which OpenSSL reads).
-    x509: Option<X509>,
-}
-
-impl NamedCert {
-    fn x509(&self, ctx: &cmpkit_ctx) -> Result<X509> {
-        match self.x509.clone().or_else(|| ctx.own_cert(&self.der)) {
-            Some(x) => Ok(x),
-            None => parse_der(&self.der),
-        }
-    }
-}
-
 impl RequestOp {
-    /// A fresh [`Operation`] for one transaction under `ctx`.
-    pub(crate) fn operation(&self, ctx: &cmpkit_ctx) -> Result<Operation> {
-        Ok(match self {
+    /// A fresh [`Operation`] for one transaction (named certificates are shared, not copied).
+    pub(crate) fn operation(&self) -> Operation {
+        match self {
             RequestOp::Ir(r) => Operation::Ir(copy_enroll(r)),
             RequestOp::Cr(r) => Operation::Cr(copy_enroll(r)),
             RequestOp::Kur {
@@ -92,14 +69,14 @@ impl RequestOp {
                 old_key,
             } => Operation::Kur {
                 request: copy_enroll(request),
-                old_cert: old_cert.x509(ctx)?,
+                old_cert: old_cert.clone(),
                 old_key: old_key.clone(),
             },
             RequestOp::P10cr(csr) => Operation::P10cr {
                 csr_der: csr.clone(),
             },
             RequestOp::Rr { cert, reason, key } => Operation::Rr {
-                cert: cert.x509(ctx)?,
+                cert: cert.clone(),
                 reason: *reason,
                 key: key.clone(),
             },
@@ -108,7 +85,7 @@ impl RequestOp {
             RequestOp::Ccr(r) => Operation::Ccr(copy_enroll(r)),
             RequestOp::Keygen { cr: false, request } => Operation::IrCentralKeygen(request.clone()),
             RequestOp::Keygen { cr: true, request } => Operation::CrCentralKeygen(request.clone()),
-        })
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -197,44 +174,47 @@ unsafe fn one_cert(data: *const u8, len: usize, name: &str) -> Result<X509> {
 }
 
 /// The certificate a kur or rr names, from a PEM or DER buffer (the first of several PEM
-/// certificates; bytes after a DER certificate are ignored, as OpenSSL's reading does), and
-/// its parsed form.
+/// certificates; bytes after a DER certificate are ignored, as OpenSSL's reading does), kept
+/// as DER. Its structure is checked (the certificate's parts and the TBSCertificate's fields,
+/// see [`CertFields`](crate::asn1::CertFields)); the fields the request uses are decoded when
+/// a transaction starts.
 ///
 /// # Safety
 /// `data` must be NULL or readable for `len` bytes.
-unsafe fn named_cert(data: *const u8, len: usize, name: &str) -> Result<(NamedCert, Certificate)> {
+unsafe fn named_cert(data: *const u8, len: usize, name: &str) -> Result<CmpCertificate> {
     // SAFETY: per this function's contract.
     let bytes = unsafe { cert_bytes(data, len, name) }?;
-    let x509 = if is_pem(bytes) {
-        Some(
-            parse_pem_or_der(bytes)
-                .map_err(|e| e.context(name))?
-                .remove(0),
-        )
+    let pem_der = if is_pem(bytes) {
+        let x509 = parse_pem_or_der(bytes)
+            .map_err(|e| e.context(name))?
+            .remove(0);
+        Some(x509.to_der()?)
     } else {
         None
     };
-    let pem_der = x509.as_ref().map(|x| x.to_der()).transpose()?;
     let input = pem_der.as_deref().unwrap_or(bytes);
-    let (cert, rest) = Certificate::from_der_partial(input).map_err(|e| {
+    let read = || -> der::Result<CmpCertificate> {
+        let cert = CmpCertificate::from_der(der::SliceReader::new(input)?.tlv_bytes()?)?;
+        cert.fields()?;
+        Ok(cert)
+    };
+    read().map_err(|e| {
         Error::new(
             ErrorCode::BadCertificate,
             format!("{name}: cannot parse certificate: {e}"),
         )
-    })?;
-    let der = input[..input.len() - rest.len()].to_vec();
-    Ok((NamedCert { der, x509 }, cert))
+    })
 }
 
 /// Fails with [`ErrorCode::CertKeyMismatch`] unless `key` (if given) is the key of `cert`;
 /// the names are those of the arguments, for the message.
-fn check_key(cert: &Certificate, key: Option<&dyn Signer>, names: (&str, &str)) -> Result<()> {
+fn check_key(cert: &CmpCertificate, key: Option<&dyn Signer>, names: (&str, &str)) -> Result<()> {
     let Some(key) = key else { return Ok(()) };
-    let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+    let spki = cert.fields()?.spki;
     // Equal bytes are the same key; otherwise compare as OpenSSL re-encodes the certificate's
     // key (it may normalize an encoding).
     if spki == key.public_key_der()
-        || PKey::public_key_from_der(&spki)?.public_key_to_der()? == key.public_key_der()
+        || PKey::public_key_from_der(spki)?.public_key_to_der()? == key.public_key_der()
     {
         return Ok(());
     }
@@ -372,8 +352,8 @@ pub unsafe extern "C" fn cmpkit_request_new_kur(
             )
         };
         // SAFETY: a buffer of `old_cert_len` bytes.
-        let (cert, parsed) = unsafe { named_cert(old_cert, old_cert_len, "old_cert") }?;
-        check_key(&parsed, old_key.as_deref(), ("old_key", "old_cert"))?;
+        let cert = unsafe { named_cert(old_cert, old_cert_len, "old_cert") }?;
+        check_key(&cert, old_key.as_deref(), ("old_key", "old_cert"))?;
         let op = RequestOp::Kur {
             request,
             old_cert: cert,
@@ -442,7 +422,7 @@ pub unsafe extern "C" fn cmpkit_request_new_rr(
         // SAFETY: NULL or a live key handle.
         let key = unsafe { key.as_ref() }.map(|k| k.signer());
         // SAFETY: a buffer of `cert_len` bytes.
-        let (cert, parsed) = unsafe { named_cert(cert, cert_len, "cert") }?;
+        let cert = unsafe { named_cert(cert, cert_len, "cert") }?;
         let reason = match reason {
             -1 => None,
             r => {
@@ -457,7 +437,7 @@ pub unsafe extern "C" fn cmpkit_request_new_rr(
                 })?)
             }
         };
-        check_key(&parsed, key.as_deref(), ("key", "cert"))?;
+        check_key(&cert, key.as_deref(), ("key", "cert"))?;
         // SAFETY: `out` NULL or writable.
         unsafe { new_request(RequestOp::Rr { cert, reason, key }, out) }
     })
@@ -747,50 +727,67 @@ pub unsafe extern "C" fn cmpkit_request_add_san(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ffi::ctx::{cmpkit_ctx_free, cmpkit_ctx_new, cmpkit_ctx_set_signer};
-    use crate::ffi::key::{cmpkit_key_free, cmpkit_key_from_pem_or_der};
     use openssl::{asn1::Asn1Time, hash::MessageDigest, x509::X509Builder};
-    use std::ptr::null_mut;
+
+    fn self_signed() -> X509 {
+        let pkey = PKey::ec_gen("prime256v1").unwrap();
+        let mut b = X509Builder::new().unwrap();
+        b.set_pubkey(&pkey).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&pkey, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    /// `named_cert` on a byte slice.
+    fn named(bytes: &[u8]) -> Result<CmpCertificate> {
+        // SAFETY: a live slice of `bytes.len()` bytes.
+        unsafe { named_cert(bytes.as_ptr(), bytes.len(), "cert") }
+    }
 
     #[test]
-    fn a_named_cert_that_is_the_contexts_own_is_taken_from_the_context() {
-        let pkey = PKey::ec_gen("prime256v1").unwrap();
-        let own = |days| {
-            let mut b = X509Builder::new().unwrap();
-            b.set_pubkey(&pkey).unwrap();
-            b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-                .unwrap();
-            b.set_not_after(&Asn1Time::days_from_now(days).unwrap())
-                .unwrap();
-            b.sign(&pkey, MessageDigest::sha256()).unwrap();
-            b.build().to_der().unwrap()
+    fn a_named_cert_is_kept_as_its_der_from_der_with_trailing_bytes_or_pem() {
+        let x = self_signed();
+        let der = x.to_der().unwrap();
+        assert_eq!(named(&der).unwrap().der(), der.as_slice());
+        let padded = [der.as_slice(), b"trailing"].concat();
+        assert_eq!(named(&padded).unwrap().der(), der.as_slice());
+        let pem = x.to_pem().unwrap();
+        assert_eq!(named(&pem).unwrap().der(), der.as_slice());
+    }
+
+    #[test]
+    fn a_named_cert_that_is_not_shaped_like_a_certificate_is_bad_certificate() {
+        // junk; a truncated certificate; the outer shape of a certificate around a
+        // TBSCertificate that is not one
+        let der = self_signed().to_der().unwrap();
+        let bad_tbs = [
+            0x30, 0x0b, 0x30, 0x02, 0x05, 0x00, 0x30, 0x00, 0x03, 0x03, 0x00, 0x00, 0x00,
+        ];
+        for bytes in [&b"junk"[..], &der[..der.len() - 1], &bad_tbs] {
+            assert_eq!(
+                named(bytes).unwrap_err().code,
+                ErrorCode::BadCertificate,
+                "{bytes:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_operation_of_a_request_shares_the_named_certificate() {
+        let cert = named(&self_signed().to_der().unwrap()).unwrap();
+        let op = RequestOp::Rr {
+            cert: cert.clone(),
+            reason: None,
+            key: None,
         };
-        let (mine, other) = (own(1), own(2));
-        let key_pem = pkey.private_key_to_pem_pkcs8().unwrap();
-        // SAFETY: handles made, used and freed here; buffers valid for their lengths.
-        unsafe {
-            let (mut ctx, mut key) = (null_mut(), null_mut());
-            assert_eq!(cmpkit_ctx_new(&mut ctx), ErrorCode::Ok);
-            assert_eq!(
-                cmpkit_key_from_pem_or_der(key_pem.as_ptr(), key_pem.len(), &mut key),
-                ErrorCode::Ok
-            );
-            assert_eq!(
-                cmpkit_ctx_set_signer(ctx, key, mine.as_ptr(), mine.len()),
-                ErrorCode::Ok
-            );
-            let ctx = &*ctx;
-            // The same OpenSSL object (a reference to it is its address).
-            let addr = |x: &X509| std::ptr::from_ref::<openssl::x509::X509Ref>(x);
-            let (named, _) = named_cert(mine.as_ptr(), mine.len(), "cert").unwrap();
-            let own = ctx.own_cert(&mine).unwrap();
-            assert_eq!(addr(&named.x509(ctx).unwrap()), addr(&own), "no new parse");
-            let (named, _) = named_cert(other.as_ptr(), other.len(), "cert").unwrap();
-            let parsed = named.x509(ctx).unwrap();
-            assert_ne!(addr(&parsed), addr(&own));
-            assert_eq!(parsed.to_der().unwrap(), other);
-            cmpkit_key_free(key);
-            cmpkit_ctx_free(std::ptr::from_ref(ctx).cast_mut());
+        for _ in 0..2 {
+            let Operation::Rr { cert: given, .. } = op.operation() else {
+                panic!("not an rr");
+            };
+            assert!(std::ptr::eq(given.der(), cert.der()), "no copy");
         }
     }
 }

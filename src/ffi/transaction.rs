@@ -62,7 +62,7 @@ pub unsafe extern "C" fn cmpkit_execute(
         let (c, r) = unsafe { (try_mut(ctx, "ctx")?, try_ref(req, "req")?) };
         let run = |c: &mut cmpkit_ctx| -> Result<Transaction, Error> {
             let cfg = c.config()?;
-            let mut tx = Transaction::start(cfg, r.op.operation(c)?)?;
+            let mut tx = Transaction::start(cfg, r.op.operation())?;
             let mut transfer = c.transfer()?;
             let _ = execute(&mut tx, &mut transfer);
             Ok(tx)
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn cmpkit_transaction_start(
         }
         let tx = c
             .config()
-            .and_then(|cfg| Transaction::start(cfg, r.op.operation(c)?))
+            .and_then(|cfg| Transaction::start(cfg, r.op.operation()))
             .inspect_err(|e| c.set_error(e))?;
         // SAFETY: `out` checked non-NULL; writable per the contract.
         unsafe {

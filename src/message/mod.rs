@@ -159,11 +159,37 @@ impl SignerIdentity {
     /// The identity of the signer holding `cert`, sending `chain` along.
     pub fn new(cert: &openssl::x509::X509, chain: &[openssl::x509::X509]) -> Result<Self> {
         let own = crate::asn1::CmpCertificate::try_from(cert.to_der()?.as_slice())?;
+        // OpenSSL has read the subjectKeyIdentifier already.
+        let ski = cert.subject_key_id().map(|k| k.as_slice().to_vec());
+        Self::build(own, chain, |_| ski)
+    }
+
+    /// The identity of the signer holding `own` (kept as DER), sending `chain` along.
+    ///
+    /// As with OpenSSL, a subjectKeyIdentifier extension that does not decode counts as none.
+    pub fn from_cert(
+        own: crate::asn1::CmpCertificate,
+        chain: &[openssl::x509::X509],
+    ) -> Result<Self> {
+        Self::build(own, chain, |fields| {
+            let ski = fields.extension(oid::SUBJECT_KEY_IDENTIFIER).ok()??;
+            let ski = der::asn1::OctetStringRef::from_der(ski).ok()?;
+            Some(ski.as_bytes().to_vec())
+        })
+    }
+
+    /// The identity from `own`'s fields, with the subjectKeyIdentifier `ski` reads.
+    fn build(
+        own: crate::asn1::CmpCertificate,
+        chain: &[openssl::x509::X509],
+        ski: impl FnOnce(&crate::asn1::CertFields<'_>) -> Option<Vec<u8>>,
+    ) -> Result<Self> {
         let fields = own.fields()?;
         let (subject, issuer) = (
             Name::from_der(fields.subject)?,
             Name::from_der(fields.issuer)?,
         );
+        let ski = ski(&fields);
         let mut extra = vec![own];
         for c in chain {
             extra.push(crate::asn1::CmpCertificate::try_from(
@@ -173,7 +199,7 @@ impl SignerIdentity {
         Ok(SignerIdentity {
             subject,
             issuer,
-            ski: cert.subject_key_id().map(|k| k.as_slice().to_vec()),
+            ski,
             extra,
         })
     }

@@ -333,8 +333,8 @@ pub fn server_process(data: &[u8]) {
 /// named `own_<operation>_<n>_<req|rsp>.der`. Panics if an exchange does not succeed, so
 /// the seeds stay the messages of a working flow.
 pub fn own_messages() -> Vec<(String, Vec<u8>)> {
+    use cmpkit::asn1::CmpCertificate;
     use cmpkit::client::{genm, Operation};
-    use cmpkit::crypto::cert::parse_pem_or_der;
     static C: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     let config = C.get_or_init(|| Arc::new(mac_config(FUZZ_LIMITS)));
     let enroll = |cn: &str| EnrollRequest {
@@ -365,9 +365,7 @@ pub fn own_messages() -> Vec<(String, Vec<u8>)> {
         .certificate
         .clone()
         .expect("ir: a certificate");
-    let cert = parse_pem_or_der(&cert_der)
-        .expect("ir: the certificate parses")
-        .remove(0);
+    let cert = CmpCertificate::try_from(cert_der.as_slice()).expect("ir: a certificate");
     run("cr", Operation::Cr(enroll("fuzz-cr")));
     run(
         "kur",

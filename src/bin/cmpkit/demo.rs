@@ -167,15 +167,15 @@ pub fn run(args: &[String]) -> Result<(), Fail> {
         "renew it with another new key, signed with the certificate just issued (kur + certConf)",
         &url,
         signed(key1.clone(), &cert1),
-        Operation::Kur {
-            request: EnrollRequest {
+        Operation::kur(
+            EnrollRequest {
                 subject: None,
                 sans: Vec::new(),
                 key: key2.clone(),
             },
-            old_cert: cert1.clone(),
-            old_key: None,
-        },
+            &cert1,
+            None,
+        )?,
     )?;
     let cert2 = cert_of(&kur)?;
     println!("     renewed certificate:");
@@ -201,11 +201,7 @@ pub fn run(args: &[String]) -> Result<(), Fail> {
         "revoke the renewed certificate, reason superseded (rr)",
         &url,
         signed(key2.clone(), &cert2),
-        Operation::Rr {
-            cert: cert2.clone(),
-            reason: Some(4),
-            key: None,
-        },
+        Operation::rr(&cert2, Some(4), None)?,
     )?;
     let revoked = ca.revocations();
     println!(

@@ -526,11 +526,8 @@ fn run_command(cmd: &str, args: &[String]) -> Result<(), Fail> {
                 .ok_or_else(|| usage("kur needs -oldcert or -cert"))?;
             let (request, key, generated) = enroll_request(&o, false)?;
             new_key = Some((key, generated));
-            Operation::Kur {
-                request,
-                old_cert: cert_file(old)?,
-                old_key: None,
-            }
+            let old = cert_file(old)?;
+            Operation::kur(request, &old, None)?
         }
         "p10cr" => {
             let csr = read(o.get("csr").ok_or_else(|| usage("p10cr needs -csr FILE"))?)?;
@@ -553,11 +550,8 @@ fn run_command(cmd: &str, args: &[String]) -> Result<(), Fail> {
                 .map(|r| r.parse::<u8>())
                 .transpose()
                 .map_err(|_| usage("-revreason takes a number"))?;
-            Operation::Rr {
-                cert: cert_file(cert)?,
-                reason,
-                key: None,
-            }
+            let cert = cert_file(cert)?;
+            Operation::rr(&cert, reason, None)?
         }
         "genm" => {
             let itav = match o.get("infotype").unwrap_or("caCerts") {
