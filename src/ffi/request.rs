@@ -176,8 +176,8 @@ unsafe fn one_cert(data: *const u8, len: usize, name: &str) -> Result<X509> {
 /// The certificate a kur or rr names, from a PEM or DER buffer (the first of several PEM
 /// certificates; bytes after a DER certificate are ignored, as OpenSSL's reading does), kept
 /// as DER. Its structure is checked (the certificate's parts and the TBSCertificate's fields,
-/// see [`CertFields`](crate::asn1::CertFields)); the fields the request uses are decoded when
-/// a transaction starts.
+/// see [`CertFields`](crate::asn1::CertFields)), and its serial number, issuer and subject
+/// must decode.
 ///
 /// # Safety
 /// `data` must be NULL or readable for `len` bytes.
@@ -195,7 +195,14 @@ unsafe fn named_cert(data: *const u8, len: usize, name: &str) -> Result<CmpCerti
     let input = pem_der.as_deref().unwrap_or(bytes);
     let read = || -> der::Result<CmpCertificate> {
         let cert = CmpCertificate::from_der(der::SliceReader::new(input)?.tlv_bytes()?)?;
-        cert.fields()?;
+        // What the request will take from it decodes now, so that a bad certificate fails
+        // here rather than when the transaction starts.
+        let fields = cert.fields()?;
+        x509_cert::serial_number::SerialNumber::<x509_cert::certificate::Rfc5280>::from_der(
+            fields.serial,
+        )?;
+        x509_cert::name::Name::from_der(fields.issuer)?;
+        x509_cert::name::Name::from_der(fields.subject)?;
         Ok(cert)
     };
     read().map_err(|e| {
@@ -773,6 +780,33 @@ mod tests {
                 "{bytes:02x?}"
             );
         }
+    }
+
+    #[test]
+    fn a_named_cert_whose_issuer_does_not_decode_is_bad_certificate_at_once() {
+        let pkey = PKey::ec_gen("prime256v1").unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "named").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_pubkey(&pkey).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.sign(&pkey, MessageDigest::sha256()).unwrap();
+        let mut der = b.build().to_der().unwrap();
+        assert!(named(&der).is_ok());
+        // The issuer's first RelativeDistinguishedName tagged INTEGER instead of SET: the
+        // certificate keeps its shape, its issuer Name does not decode.
+        let offset = {
+            let c = CmpCertificate::try_from(der.as_slice()).unwrap();
+            let issuer = c.fields().unwrap().issuer;
+            issuer.as_ptr() as usize - c.der().as_ptr() as usize
+        };
+        assert_eq!(der[offset + 2], 0x31, "SET");
+        der[offset + 2] = 0x02;
+        let e = named(&der).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadCertificate, "{e}");
+        assert!(e.detail.starts_with("cert: "), "{e}");
     }
 
     #[test]
