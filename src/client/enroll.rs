@@ -1136,12 +1136,7 @@ impl Transaction {
                             ));
                         }
                     }
-                    Arc::new(ValidatedCert {
-                        public_key: pinned.public_key()?,
-                        subject_der: pinned.subject_name().to_der()?,
-                        der: pinned.to_der()?,
-                        cert: pinned.clone(),
-                    })
+                    Arc::new(ValidatedCert::new(pinned.clone())?)
                 }
                 (None, Some(d)) => {
                     let trust = self.config.trust.as_ref().ok_or_else(|| {
