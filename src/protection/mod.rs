@@ -967,6 +967,17 @@ pub(crate) fn hmac(hash: HashAlg, key: &[u8], parts: &[&[u8]]) -> MacValue {
     }
 }
 
+/// PasswordBasedMac's cryptography alone, for the benchmarks' crypto floor: BASEKEY =
+/// OWF^iterations(secret || salt) as `config` says, then the HMAC over `data`, computed as
+/// message protection computes them (compression-function iterations, HMAC on OpenSSL's
+/// low-level SHA functions) but without encoding or parsing parameters, limits or key cache.
+/// Not part of the API.
+#[doc(hidden)]
+pub fn pbm_floor(config: &PbmConfig, secret: &[u8], salt: &[u8], data: &[u8]) -> Result<Vec<u8>> {
+    let key = pbm::Spec::from_config(config, salt).derive_key(secret)?;
+    Ok(hmac(config.mac, &key, &[data]).to_vec())
+}
+
 /// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
 fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
     if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
