@@ -91,9 +91,10 @@ fn messages(c: &mut Criterion) {
 }
 
 fn floor(c: &mut Criterion) {
-    let f = Floor::new();
+    let mut f = Floor::new();
     let mut g = c.benchmark_group("floor");
-    g.bench_function("ecdsa_p256_sign", |b| b.iter(|| f.sign()));
+    let mut sig = [0u8; 80];
+    g.bench_function("ecdsa_p256_sign", |b| b.iter(|| f.sign(&mut sig)));
     g.bench_function("ecdsa_p256_verify", |b| b.iter(|| f.verify()));
     g.bench_function("pbm_sha256_500", |b| b.iter(|| f.pbm()));
     g.finish();

@@ -138,7 +138,8 @@ fn main() {
         bench_timed_loop(&pki, s, &keys[n..]); // warm-up, untimed
     }
     let mut accs: Vec<Acc> = scenarios.iter().map(|_| Acc::default()).collect();
-    let floor = Floor::new();
+    let mut floor = Floor::new();
+    let mut sig = [0u8; 80];
     let mut floors: [Acc; 3] = Default::default();
     let batch = n.div_ceil(rounds);
     for r in 0..rounds {
@@ -161,7 +162,7 @@ fn main() {
             let iters = 2000 / rounds + 1;
             let t = now();
             for _ in 0..iters {
-                std::hint::black_box(floor.sign());
+                std::hint::black_box(floor.sign(&mut sig));
             }
             floors[0].add(since(t), iters);
             let t = now();

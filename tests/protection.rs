@@ -4,9 +4,10 @@
 use cmpkit::asn1::{oid, Pbkdf2Params, PbmParameter, Pbmac1Params, PkiMessage};
 use cmpkit::crypto::{KeyType, SigAlg, Signer, SoftwareKey};
 use cmpkit::protection::{
-    protect, protect_in_transaction, protect_to_der, protection_kind, verify_mac, verify_mac_der,
-    verify_signature, verify_signature_der, HashAlg, MacKeyCache, MacLimits, MacParams,
-    MacProtection, PbmConfig, Pbmac1Config, Protection, ProtectionKind,
+    pbm_floor, protect, protect_in_transaction, protect_to_der, protected_part_der,
+    protection_kind, verify_mac, verify_mac_der, verify_signature, verify_signature_der, HashAlg,
+    MacKeyCache, MacLimits, MacParams, MacProtection, PbmConfig, Pbmac1Config, Protection,
+    ProtectionKind,
 };
 use cmpkit::ErrorCode;
 use der::asn1::{Any, Int, OctetString, Uint};
@@ -379,6 +380,23 @@ fn mac_round_trip(params: MacParams) {
     let der = protect_to_der(&mut msg, &protection, None).unwrap();
     assert_eq!(der, msg.to_der().unwrap());
     verify_mac_der(&msg, &der, b"round-trip", &limits(), None).unwrap();
+}
+
+/// The benchmarks' PBM floor computes exactly the MAC that protection puts in a message.
+#[test]
+fn pbm_floor_is_the_mac_of_the_protected_part() {
+    for config in [PbmConfig::openssl_compatible(), PbmConfig::default()] {
+        let mut msg = genm();
+        let mac = MacProtection::new(b"floor".to_vec(), MacParams::Pbm(config));
+        protect(&mut msg, &Protection::Mac(mac)).unwrap();
+        let salt = pbm_params(&msg).salt.as_bytes().to_vec();
+        let data = protected_part_der(&msg).unwrap();
+        assert_eq!(
+            pbm_floor(&config, b"floor", &salt, &data).unwrap(),
+            msg.protection.as_ref().unwrap().as_bytes().unwrap(),
+            "{config:?}"
+        );
+    }
 }
 
 /// `verify_mac_der` MACs the header and body as received: a changed octet in them fails,

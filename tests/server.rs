@@ -261,7 +261,8 @@ fn ir_signed_with_a_client_certificate_the_server_validates() {
         Transaction::start_ir(Arc::new(mac_client(SECRET, REF)), request(&key, "Signer")).unwrap();
     let s = e.server.clone();
     execute(&mut tx, &mut |r: &[u8]| Ok(s.process(r))).unwrap();
-    let cert = X509::from_der(tx.response().certificate.as_ref().unwrap()).unwrap();
+    let cert_der = tx.response().certificate.clone().unwrap();
+    let cert = X509::from_der(&cert_der).unwrap();
     let config = ClientConfig {
         credentials: Some(Credentials::signature(key.clone(), cert, vec![])),
         trust: Some(TrustStore::new(&[e.ca.cert().clone()]).unwrap()),
@@ -272,6 +273,11 @@ fn ir_signed_with_a_client_certificate_the_server_validates() {
     assert_eq!(n, 2);
     assert!(tx.response().certificate.is_some());
     assert_eq!(e.ca.issued().len(), 2);
+    // The transaction was recorded as the signer's (by the SHA-256 of its certificate).
+    assert_eq!(
+        record(&e, &tx.response().transaction_id).requester,
+        Requester::Signature { cert_der }.identity()
+    );
 
     // A certificate from another CA is not trusted: signerNotTrusted, signed by the server.
     let other = DemoCa::generate().unwrap().signer().unwrap();

@@ -21,7 +21,7 @@ use crate::protection::{self, Protection, ProtectionKind};
 use crmf::pop::{PopoSigningKey, ProofOfPossession};
 use der::asn1::{BitString, Int, OctetString};
 use der::{Decode, Encode};
-use openssl::pkey::{PKey, Public};
+use openssl::pkey::PKey;
 use openssl::x509::{X509Ref, X509};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use std::sync::Arc;
@@ -1172,16 +1172,16 @@ impl Transaction {
                 )),
             },
             Some(ProtectionKind::Signature) => {
-                let key = self.peer_signer_key(msg)?;
-                protection::verify_signature_der(msg, der, key)
+                let signer = self.checked_peer_signer(msg)?;
+                protection::verify_signature_by(msg, Some(der), signer)
             }
             None => Err(Error::new(ErrorCode::ProtectionMissing, "the response is not protected")),
         }
     }
 
-    /// The validated public key of the response's signer; checked once per transaction
+    /// The validated certificate of the response's signer; checked once per transaction
     /// (and its chain validated once per [`TrustStore`](crate::crypto::TrustStore) cache period).
-    fn peer_signer_key(&mut self, msg: &PkiMessage) -> Result<&PKey<Public>> {
+    fn checked_peer_signer(&mut self, msg: &PkiMessage) -> Result<&ValidatedCert> {
         let first_der = msg
             .extra_certs
             .as_ref()
@@ -1203,12 +1203,7 @@ impl Transaction {
                             ));
                         }
                     }
-                    Arc::new(ValidatedCert {
-                        public_key: pinned.public_key()?,
-                        subject_der: pinned.subject_name().to_der()?,
-                        der: pinned.to_der()?,
-                        cert: pinned.clone(),
-                    })
+                    Arc::new(ValidatedCert::new(pinned.clone())?)
                 }
                 (None, Some(d)) => {
                     let trust = self.config.trust.as_ref().ok_or_else(|| {
@@ -1238,7 +1233,7 @@ impl Transaction {
             }
             self.peer_signer = Some(signer);
         }
-        Ok(&self.peer_signer.as_ref().expect("set above").public_key)
+        Ok(self.peer_signer.as_ref().expect("set above"))
     }
 
     /// transactionID and recipNonce must be ours.

@@ -1,13 +1,15 @@
 //! Certificates: parsing, trust anchors and chain validation, key comparison.
 
+use crate::crypto::{SigAlg, VerifyingKey};
 use crate::error::{Error, ErrorCode, Result};
 use openssl::pkey::{PKey, Public};
-use openssl::sha::Sha256;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509StoreContext, X509};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Parse one certificate from DER.
@@ -48,20 +50,104 @@ const VALIDATION_CACHE_CAPACITY: usize = 4096;
 
 /// Trust anchors for validating the peer's protection certificate.
 ///
-/// A certificate that validated is remembered (by its SHA-256 fingerprint) for
-/// [`VALIDATION_CACHE_TTL`], parsed and with its public key, so the peer's chain is built and
-/// checked once, and its certificate parsed once, not for every message and transaction;
-/// revocation is not checked either way. Shared by threads.
+/// A certificate that validated is remembered (by its DER) for [`VALIDATION_CACHE_TTL`] as a
+/// [`ValidatedCert`]: parsed, with its public key and verification contexts, so the peer's
+/// chain is built and checked once, and its certificate parsed and hashed once, not for
+/// every message and transaction; revocation is not checked either way. Shared by threads.
 pub struct TrustStore {
     store: X509Store,
     count: usize,
-    validated: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    validated: Mutex<HashSet<CacheEntry, DerHashBuilder>>,
 }
 
-/// A remembered validation: until when, and the result.
-type CacheEntry = (Instant, Arc<ValidatedCert>);
+/// A remembered validation: until when, and the result. Found by the certificate's DER.
+struct CacheEntry {
+    until: Instant,
+    cert: Arc<ValidatedCert>,
+}
 
-/// A certificate that validated against a [`TrustStore`], parsed once.
+impl Borrow<[u8]> for CacheEntry {
+    fn borrow(&self) -> &[u8] {
+        &self.cert.der
+    }
+}
+
+impl PartialEq for CacheEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cert.der == other.cert.der
+    }
+}
+
+impl Eq for CacheEntry {}
+
+impl Hash for CacheEntry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the `[u8]` it borrows as, so that the cache is searched by DER.
+        self.cert.der[..].hash(state);
+    }
+}
+
+/// The cache's hash of a DER certificate: a multiply-and-rotate over its 8-octet words,
+/// seeded per store, a few hundred instructions where SHA-256 takes over ten thousand. It
+/// is not collision-resistant and need not be: a hit is confirmed by comparing the whole
+/// DER, and only certificates that validated are ever inserted, so a forged collision buys
+/// nothing but a comparison.
+#[derive(Clone)]
+struct DerHashBuilder(u64);
+
+impl DerHashBuilder {
+    fn new() -> Self {
+        // A random seed from the standard library's own per-process randomness.
+        DerHashBuilder(std::collections::hash_map::RandomState::new().hash_one(0u8))
+    }
+}
+
+impl BuildHasher for DerHashBuilder {
+    type Hasher = DerHasher;
+    fn build_hasher(&self) -> DerHasher {
+        DerHasher(self.0)
+    }
+}
+
+struct DerHasher(u64);
+
+impl DerHasher {
+    /// An odd constant with well-spread bits (2^64 divided by the golden ratio).
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(Self::K).rotate_left(29);
+    }
+}
+
+impl Hasher for DerHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.mix(u64::from_le_bytes(w.try_into().expect("8 octets")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits and a tag from the top ones: spread
+        // every bit into both.
+        let h = self.0.wrapping_mul(Self::K);
+        h ^ (h >> 32)
+    }
+}
+
+/// A certificate that validated against a [`TrustStore`] (or was configured as trusted),
+/// parsed once, with what its checks need.
 #[derive(Debug)]
 pub struct ValidatedCert {
     /// The certificate.
@@ -72,6 +158,45 @@ pub struct ValidatedCert {
     pub der: Vec<u8>,
     /// The DER encoding of its subject name.
     pub subject_der: Vec<u8>,
+    /// SHA-256 of `der`, computed when first asked for.
+    sha256: OnceLock<[u8; 32]>,
+    /// `public_key`, with verification contexts kept for the messages it signs.
+    verifier: VerifyingKey,
+}
+
+impl ValidatedCert {
+    /// `cert` with its public key, DER and subject. No validation is done: the caller has
+    /// established that the certificate is to be trusted.
+    pub fn new(cert: X509) -> Result<Self> {
+        let der = cert.to_der()?;
+        Self::with_der(cert, der)
+    }
+
+    /// [`new`](Self::new) for `cert` parsed from `der`.
+    fn with_der(cert: X509, der: Vec<u8>) -> Result<Self> {
+        let public_key = cert.public_key()?;
+        Ok(ValidatedCert {
+            subject_der: cert.subject_name().to_der()?,
+            sha256: OnceLock::new(),
+            verifier: VerifyingKey::new(public_key.clone()),
+            public_key,
+            der,
+            cert,
+        })
+    }
+
+    /// SHA-256 of [`der`](Self::der), computed once (a certificate the [`TrustStore`]
+    /// remembers is hashed once while remembered, not for every message).
+    pub fn sha256(&self) -> &[u8; 32] {
+        self.sha256.get_or_init(|| openssl::sha::sha256(&self.der))
+    }
+
+    /// Verify `sig` over the concatenation of `parts` with the certificate's key, on a
+    /// verification context kept from an earlier call where there is one (see
+    /// [`VerifyingKey`]). Errors as [`verify_signature_parts`](crate::crypto::verify_signature_parts).
+    pub fn verify_signature_parts(&self, alg: SigAlg, parts: &[&[u8]], sig: &[u8]) -> Result<()> {
+        self.verifier.verify_parts(alg, parts, sig)
+    }
 }
 
 impl std::fmt::Debug for TrustStore {
@@ -80,13 +205,6 @@ impl std::fmt::Debug for TrustStore {
             .field("anchors", &self.count)
             .finish()
     }
-}
-
-/// SHA-256 of `der`, through OpenSSL's low-level digest (no per-call algorithm fetch).
-fn fingerprint(der: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(der);
-    h.finish()
 }
 
 impl TrustStore {
@@ -99,7 +217,7 @@ impl TrustStore {
         Ok(TrustStore {
             store: b.build(),
             count: anchors.len(),
-            validated: Mutex::new(HashMap::new()),
+            validated: Mutex::new(HashSet::with_hasher(DerHashBuilder::new())),
         })
     }
 
@@ -121,28 +239,26 @@ impl TrustStore {
         leaf_der: &[u8],
         untrusted: impl FnOnce() -> Result<Vec<X509>>,
     ) -> Result<Arc<ValidatedCert>> {
-        let fp = fingerprint(leaf_der);
         let now = Instant::now();
-        // Every operation leaves the map consistent, so a poisoned lock is still usable.
+        // Every operation leaves the set consistent, so a poisoned lock is still usable.
         let cache = || self.validated.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((until, v)) = cache().get(&fp) {
-            if *until > now {
-                return Ok(Arc::clone(v));
+        if let Some(e) = cache().get(leaf_der) {
+            if e.until > now {
+                return Ok(Arc::clone(&e.cert));
             }
         }
         let cert = parse_der(leaf_der)?;
         self.verify_chain(&cert, &untrusted()?)?;
-        let v = Arc::new(ValidatedCert {
-            public_key: cert.public_key()?,
-            subject_der: cert.subject_name().to_der()?,
-            der: leaf_der.to_vec(),
-            cert,
-        });
+        let v = Arc::new(ValidatedCert::with_der(cert, leaf_der.to_vec())?);
         let mut c = cache();
         if c.len() >= VALIDATION_CACHE_CAPACITY {
             c.clear();
         }
-        c.insert(fp, (now + VALIDATION_CACHE_TTL, Arc::clone(&v)));
+        // Replaces an expired entry for the same certificate.
+        c.replace(CacheEntry {
+            until: now + VALIDATION_CACHE_TTL,
+            cert: Arc::clone(&v),
+        });
         Ok(v)
     }
 
@@ -237,6 +353,91 @@ mod tests {
             store.verify(&vec_cert("client.crt"), &[]).unwrap_err().code,
             ErrorCode::SignerNotTrusted
         );
+    }
+
+    fn der(c: &X509) -> Vec<u8> {
+        c.to_der().unwrap()
+    }
+
+    #[test]
+    fn a_remembered_certificate_is_found_by_its_der_and_carries_its_sha256() {
+        let store = TrustStore::new(&[vec_cert("root.crt")]).unwrap();
+        let server = der(&vec_cert("server.crt"));
+        let first = store
+            .validate_der(&server, || Ok(vec![vec_cert("ca.crt")]))
+            .unwrap();
+        assert_eq!(first.sha256(), &openssl::sha::sha256(&server));
+        assert_eq!(first.der, server);
+        let again = store
+            .validate_der(&server, || panic!("remembered: no intermediates needed"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+    }
+
+    #[test]
+    fn a_certificate_differing_in_one_octet_is_not_taken_for_a_remembered_one() {
+        let store = TrustStore::new(&[vec_cert("root.crt")]).unwrap();
+        let server = der(&vec_cert("server.crt"));
+        store
+            .validate_der(&server, || Ok(vec![vec_cert("ca.crt")]))
+            .unwrap();
+        // The same length and all but the last octet (of the signature) alike.
+        let mut forged = server.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        let err = store
+            .validate_der(&forged, || Ok(vec![vec_cert("ca.crt")]))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::SignerNotTrusted);
+    }
+
+    #[test]
+    fn a_cache_entry_hashes_as_the_der_it_is_looked_up_by() {
+        let b = DerHashBuilder::new();
+        let cert = Arc::new(ValidatedCert::new(vec_cert("server.crt")).unwrap());
+        let entry = CacheEntry {
+            until: Instant::now(),
+            cert: Arc::clone(&cert),
+        };
+        assert_eq!(b.hash_one(&entry), b.hash_one(&cert.der[..]));
+        // Every octet counts, the last partial word too.
+        let mut other = cert.der.clone();
+        *other.last_mut().unwrap() ^= 1;
+        assert_ne!(b.hash_one(&other[..]), b.hash_one(&cert.der[..]));
+    }
+
+    /// A self-signed certificate for a new P-256 key, and the key.
+    fn self_signed() -> (X509, crate::crypto::SoftwareKey) {
+        use crate::crypto::{KeyType, SoftwareKey};
+        let key = SoftwareKey::generate(KeyType::EcP256).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "signer").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(key.pkey()).unwrap();
+        b.sign(key.pkey(), openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        (b.build(), key)
+    }
+
+    #[test]
+    fn a_validated_certificate_verifies_its_keys_signatures_again_and_again() {
+        use crate::crypto::Signer;
+        let (cert, key) = self_signed();
+        let v = ValidatedCert::new(cert).unwrap();
+        assert_eq!(v.der, der(&v.cert));
+        assert_eq!(v.sha256(), &openssl::sha::sha256(&v.der));
+        assert_eq!(v.subject_der, v.cert.subject_name().to_der().unwrap());
+        let sig = key.sign(b"header body").unwrap();
+        for _ in 0..3 {
+            v.verify_signature_parts(key.algorithm(), &[b"header ", b"body"], &sig)
+                .unwrap();
+            let err = v
+                .verify_signature_parts(key.algorithm(), &[b"header ", b"bodY"], &sig)
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::SignatureInvalid);
+        }
     }
 
     #[test]

@@ -286,14 +286,59 @@ pub struct SoftwareKey {
     pkey: PKey<Private>,
     spki: Vec<u8>,
     alg: SigAlg,
-    /// Signing contexts for `alg`, ready for use: each signing thread takes one (or makes
-    /// one when none is free) and puts it back afterwards.
-    contexts: Mutex<Vec<PkeyCtx<Private>>>,
+    /// Signing contexts for `alg`, ready for use.
+    contexts: ContextPool<Private>,
 }
 
-/// How many idle signing contexts a [`SoftwareKey`] keeps (more are made when more threads
-/// sign at once, and freed afterwards).
+/// How many idle contexts a [`ContextPool`] keeps (more are made when more threads use the
+/// key at once, and freed afterwards).
 const MAX_IDLE_CONTEXTS: usize = 16;
+
+/// `EVP_PKEY_CTX`s of one key, initialised for one operation (signing or verification) and
+/// set up for an algorithm, ready for reuse: each thread takes one (or makes one when none
+/// is free) and puts it back afterwards. Setting one up (`EVP_PKEY_CTX_new`, the init call,
+/// the algorithm's parameters) costs about as much as hashing a CMP message.
+struct ContextPool<T> {
+    idle: Mutex<Vec<(SigAlg, PkeyCtx<T>)>>,
+}
+
+impl<T> ContextPool<T> {
+    fn new() -> Self {
+        ContextPool {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(SigAlg, PkeyCtx<T>)>> {
+        // Push, pop and clear leave the list consistent, so a poisoned lock is still usable.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `op` on an idle context for `alg`, or on a new one from `make`. The context goes
+    /// back to the pool unless `op` fails (then it is dropped rather than reused).
+    fn with<R>(
+        &self,
+        alg: SigAlg,
+        make: impl FnOnce() -> Result<PkeyCtx<T>>,
+        op: impl FnOnce(&mut PkeyCtx<T>) -> Result<R>,
+    ) -> Result<R> {
+        let idle = {
+            let mut idle = self.idle();
+            let found = idle.iter().rposition(|(a, _)| *a == alg);
+            found.map(|i| idle.swap_remove(i).1)
+        };
+        let mut ctx = match idle {
+            Some(ctx) => ctx,
+            None => make()?,
+        };
+        let r = op(&mut ctx)?;
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE_CONTEXTS {
+            idle.push((alg, ctx));
+        }
+        Ok(r)
+    }
+}
 
 impl std::fmt::Debug for SoftwareKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -312,7 +357,7 @@ impl SoftwareKey {
             pkey,
             spki,
             alg,
-            contexts: Mutex::new(Vec::new()),
+            contexts: ContextPool::new(),
         })
     }
 
@@ -364,7 +409,8 @@ impl SoftwareKey {
             ));
         }
         self.alg = alg;
-        self.idle_contexts().clear();
+        // Contexts of the former algorithm would only take room.
+        self.contexts.idle().clear();
         Ok(())
     }
 
@@ -383,32 +429,20 @@ impl SoftwareKey {
         &self.pkey
     }
 
-    fn idle_contexts(&self) -> std::sync::MutexGuard<'_, Vec<PkeyCtx<Private>>> {
-        // Push and pop leave the list consistent, so a poisoned lock is still usable.
-        self.contexts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Sign `digest` on an idle context (a new one when there is none).
     fn sign_digest(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let idle = self.idle_contexts().pop();
-        let mut ctx = match idle {
-            Some(ctx) => ctx,
-            None => {
-                let mut ctx = PkeyCtx::new(&self.pkey)?;
-                ctx.sign_init()?;
-                self.alg.configure(&mut ctx)?;
-                ctx
-            }
+        let make = || {
+            let mut ctx = PkeyCtx::new(&self.pkey)?;
+            ctx.sign_init()?;
+            self.alg.configure(&mut ctx)?;
+            Ok(ctx)
         };
-        let mut sig = vec![0; self.pkey.size()];
-        // On an error the context is dropped rather than reused.
-        let len = ctx.sign(digest.as_bytes(), Some(&mut sig))?;
-        sig.truncate(len);
-        let mut idle = self.idle_contexts();
-        if idle.len() < MAX_IDLE_CONTEXTS {
-            idle.push(ctx);
-        }
-        Ok(sig)
+        self.contexts.with(self.alg, make, |ctx| {
+            let mut sig = vec![0; self.pkey.size()];
+            let len = ctx.sign(digest.as_bytes(), Some(&mut sig))?;
+            sig.truncate(len);
+            Ok(sig)
+        })
     }
 }
 
@@ -440,11 +474,39 @@ pub fn verify_signature(alg: SigAlg, pkey: &PKey<Public>, data: &[u8], sig: &[u8
 
 /// Like [`verify_signature`], over the concatenation of `parts` (hashed part by part where
 /// the algorithm hashes; joined first for EdDSA, which signs the whole message).
+///
+/// Sets up a verification context for this one call; [`VerifyingKey`] keeps them for a key
+/// that verifies again and again.
 pub fn verify_signature_parts(
     alg: SigAlg,
     pkey: &PKey<Public>,
     parts: &[&[u8]],
     sig: &[u8],
+) -> Result<()> {
+    verify_with(alg, pkey, parts, sig, |digest| {
+        verify_context(alg, pkey)?
+            .verify(digest, sig)
+            .map_err(Error::from)
+    })
+}
+
+/// A new context, initialised for verifying `alg` signatures with `pkey`.
+fn verify_context(alg: SigAlg, pkey: &PKey<Public>) -> Result<PkeyCtx<Public>> {
+    let mut ctx = PkeyCtx::new(pkey)?;
+    ctx.verify_init()?;
+    alg.configure(&mut ctx)?;
+    Ok(ctx)
+}
+
+/// The verification common to one-off and pooled contexts: checks that `alg` fits `pkey`,
+/// hashes `parts` and has `verify_digest` check `sig` over the digest (EdDSA verifies the
+/// message itself, on a context of its own).
+fn verify_with(
+    alg: SigAlg,
+    pkey: &PKey<Public>,
+    parts: &[&[u8]],
+    sig: &[u8],
+    verify_digest: impl FnOnce(&[u8]) -> Result<bool>,
 ) -> Result<()> {
     if !alg.fits(pkey.id()) {
         return Err(Error::new(
@@ -457,15 +519,10 @@ pub fn verify_signature_parts(
     }
     // A malformed signature makes OpenSSL report an error rather than `false`: both mean "invalid".
     let verified = match alg.prehash() {
-        Some(hash) => {
-            let digest = Digest::of(hash, parts);
-            let mut ctx = PkeyCtx::new(pkey)?;
-            ctx.verify_init()?;
-            alg.configure(&mut ctx)?;
-            ctx.verify(digest.as_bytes(), sig)
-        }
-        // EdDSA verifies the message itself.
-        None => Verifier::new_without_digest(pkey)?.verify_oneshot(sig, &parts.concat()),
+        Some(hash) => verify_digest(Digest::of(hash, parts).as_bytes()),
+        None => Verifier::new_without_digest(pkey)
+            .and_then(|mut v| v.verify_oneshot(sig, &parts.concat()))
+            .map_err(Error::from),
     };
     match verified {
         Ok(true) => Ok(()),
@@ -476,9 +533,52 @@ pub fn verify_signature_parts(
     }
 }
 
+/// A public key that verifies signatures on initialised contexts kept for reuse (one per
+/// algorithm and concurrent thread), for a peer whose messages are checked again and again:
+/// each verification then costs the hash and `EVP_PKEY_verify`, without setting up an
+/// `EVP_PKEY_CTX`. Shared by threads.
+pub struct VerifyingKey {
+    pkey: PKey<Public>,
+    contexts: ContextPool<Public>,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("id", &self.pkey.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// Wrap `pkey`; contexts are made when first needed.
+    pub fn new(pkey: PKey<Public>) -> Self {
+        VerifyingKey {
+            pkey,
+            contexts: ContextPool::new(),
+        }
+    }
+
+    /// The key.
+    pub fn pkey(&self) -> &PKey<Public> {
+        &self.pkey
+    }
+
+    /// [`verify_signature_parts`] with this key.
+    pub fn verify_parts(&self, alg: SigAlg, parts: &[&[u8]], sig: &[u8]) -> Result<()> {
+        verify_with(alg, &self.pkey, parts, sig, |digest| {
+            let make = || verify_context(alg, &self.pkey);
+            // An OpenSSL error (a malformed signature) drops the context, `false` keeps it.
+            self.contexts
+                .with(alg, make, |ctx| Ok(ctx.verify(digest, sig)?))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foreign_types::ForeignType;
 
     #[test]
     fn every_key_type_signs_and_verifies_and_rejects_other_data() {
@@ -693,7 +793,103 @@ mod tests {
                 verify_signature(SigAlg::EcdsaSha256, &public, &data, &sig).unwrap();
             }
         }
-        let idle = key.idle_contexts().len();
+        let idle = key.contexts.idle().len();
+        assert!(
+            (1..=MAX_IDLE_CONTEXTS).contains(&idle),
+            "{idle} idle contexts"
+        );
+    }
+
+    #[test]
+    fn a_verifying_key_reuses_its_contexts_and_still_tells_valid_from_invalid() {
+        for alg in ALL {
+            let key = key_for(alg);
+            let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+            let verifier = VerifyingKey::new(public);
+            let sig = key.sign(b"message").unwrap();
+            let mut altered = sig.clone();
+            *altered.last_mut().unwrap() ^= 1;
+            // Several rounds: valid and invalid signatures alternate on reused contexts.
+            for _ in 0..3 {
+                verifier
+                    .verify_parts(alg, &[b"mess", b"age"], &sig)
+                    .unwrap();
+                for (data, bad) in [
+                    (&b"other"[..], &sig[..]),
+                    (b"message", &altered),
+                    (b"message", &sig[..sig.len() - 1]),
+                    (b"message", &[]),
+                ] {
+                    let err = verifier.verify_parts(alg, &[data], bad).unwrap_err();
+                    assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+                }
+                verifier.verify_parts(alg, &[b"message"], &sig).unwrap();
+            }
+            // One context, kept; EdDSA verifies without one.
+            let kept = usize::from(alg.prehash().is_some());
+            assert_eq!(verifier.contexts.idle().len(), kept, "{alg:?}");
+            // A valid signature is checked on the very context kept from the last one.
+            let first = verifier.contexts.idle().first().map(|(_, c)| c.as_ptr());
+            verifier.verify_parts(alg, &[b"message"], &sig).unwrap();
+            let again = verifier.contexts.idle().first().map(|(_, c)| c.as_ptr());
+            assert_eq!(first, again, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn a_verifying_key_keeps_contexts_of_each_algorithm_apart() {
+        let mut key = key_for(SigAlg::RsaSha256);
+        let verifier = VerifyingKey::new(PKey::public_key_from_der(key.public_key_der()).unwrap());
+        let pkcs1 = key.sign(b"m").unwrap();
+        key.set_algorithm(SigAlg::RsaPssSha256).unwrap();
+        let pss = key.sign(b"m").unwrap();
+        for _ in 0..2 {
+            verifier
+                .verify_parts(SigAlg::RsaSha256, &[b"m"], &pkcs1)
+                .unwrap();
+            verifier
+                .verify_parts(SigAlg::RsaPssSha256, &[b"m"], &pss)
+                .unwrap();
+            for (alg, sig) in [(SigAlg::RsaPssSha256, &pkcs1), (SigAlg::RsaSha256, &pss)] {
+                let err = verifier.verify_parts(alg, &[b"m"], sig).unwrap_err();
+                assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+            }
+        }
+        let err = verifier
+            .verify_parts(SigAlg::EcdsaSha256, &[b"m"], &pkcs1)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedAlgorithm);
+    }
+
+    #[test]
+    fn threads_verify_with_one_key_at_once_and_idle_contexts_stay_bounded() {
+        let key = key_for(SigAlg::EcdsaSha256);
+        let sig = key.sign(b"shared").unwrap();
+        let verifier = std::sync::Arc::new(VerifyingKey::new(
+            PKey::public_key_from_der(key.public_key_der()).unwrap(),
+        ));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (verifier, sig) = (std::sync::Arc::clone(&verifier), sig.clone());
+                std::thread::spawn(move || {
+                    // Each thread ends with a valid signature: OpenSSL 3.5 reports an
+                    // invalid one as an error, after which the context is not kept.
+                    for _ in 0..25 {
+                        let err = verifier
+                            .verify_parts(SigAlg::EcdsaSha256, &[b"other"], &sig)
+                            .unwrap_err();
+                        assert_eq!(err.code, ErrorCode::SignatureInvalid);
+                        verifier
+                            .verify_parts(SigAlg::EcdsaSha256, &[b"shared"], &sig)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let idle = verifier.contexts.idle().len();
         assert!(
             (1..=MAX_IDLE_CONTEXTS).contains(&idle),
             "{idle} idle contexts"

@@ -8,5 +8,7 @@ mod pubkey;
 
 pub use cert::{TrustStore, ValidatedCert};
 pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};
-pub use key::{verify_signature, verify_signature_parts, KeyType, SigAlg, Signer, SoftwareKey};
+pub use key::{
+    verify_signature, verify_signature_parts, KeyType, SigAlg, Signer, SoftwareKey, VerifyingKey,
+};
 pub use pubkey::public_key_from_der;

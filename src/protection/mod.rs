@@ -727,7 +727,9 @@ fn verify_mac_input(
 /// Errors: [`ErrorCode::ProtectionMissing`], [`ErrorCode::WrongProtectionType`]
 /// (MAC-protected), [`ErrorCode::UnsupportedAlgorithm`], [`ErrorCode::SignatureInvalid`].
 pub fn verify_signature(msg: &PkiMessage, signer_public_key: &PKey<Public>) -> Result<()> {
-    verify_signature_input(msg, None, signer_public_key)
+    verify_signature_input(msg, None, |alg, parts, sig| {
+        crate::crypto::verify_signature_parts(alg, signer_public_key, parts, sig)
+    })
 }
 
 /// Verify the signature protection of `msg` like [`verify_signature`], over the header and
@@ -737,13 +739,30 @@ pub fn verify_signature_der(
     der: &[u8],
     signer_public_key: &PKey<Public>,
 ) -> Result<()> {
-    verify_signature_input(msg, Some(der), signer_public_key)
+    verify_signature_input(msg, Some(der), |alg, parts, sig| {
+        crate::crypto::verify_signature_parts(alg, signer_public_key, parts, sig)
+    })
 }
 
+/// Verify the signature protection of `msg` like [`verify_signature`], with the key of the
+/// validated `signer` (on its kept verification contexts), over the header and body as
+/// they are in `der` when given.
+pub fn verify_signature_by(
+    msg: &PkiMessage,
+    der: Option<&[u8]>,
+    signer: &crate::crypto::ValidatedCert,
+) -> Result<()> {
+    verify_signature_input(msg, der, |alg, parts, sig| {
+        signer.verify_signature_parts(alg, parts, sig)
+    })
+}
+
+/// Check the protection of `msg` (over `der`'s header and body when given) with `verify`,
+/// which checks a signature with an algorithm over the concatenation of parts.
 fn verify_signature_input(
     msg: &PkiMessage,
     der: Option<&[u8]>,
-    signer_public_key: &PKey<Public>,
+    verify: impl FnOnce(SigAlg, &[&[u8]], &[u8]) -> Result<()>,
 ) -> Result<()> {
     let (alg, value) = protection_parts(msg)?;
     if is_mac_oid(&alg.oid) {
@@ -755,8 +774,7 @@ fn verify_signature_input(
     let sig_alg = SigAlg::from_algorithm_identifier(alg)?;
     let (mut encoded, mut room) = (Vec::new(), [0u8; OUTER_ROOM]);
     let parts = protected_part_pieces(msg, der, &mut encoded, &mut room)?;
-    crate::crypto::verify_signature_parts(sig_alg, signer_public_key, &parts, value)
-        .map_err(|e| e.context("message protection"))
+    verify(sig_alg, &parts, value).map_err(|e| e.context("message protection"))
 }
 
 /// Check a signature-protected `msg` against trust anchors: its first extraCert must
@@ -785,11 +803,7 @@ pub fn verify_signed_by_trusted(
     let signer = trust
         .validate_der_among(first.der(), untrusted, &certs[1..])
         .map_err(|e| e.context("signer check"))?;
-    match der {
-        Some(der) => verify_signature_der(msg, der, &signer.public_key),
-        None => verify_signature(msg, &signer.public_key),
-    }
-    .map_err(|e| e.context("signature protection check"))?;
+    verify_signature_by(msg, der, &signer).map_err(|e| e.context("signature protection check"))?;
     if let GeneralName::DirectoryName(sender) = &msg.header.sender {
         if sender.to_der()? != signer.subject_der {
             return fail(
@@ -951,6 +965,17 @@ pub(crate) fn hmac(hash: HashAlg, key: &[u8], parts: &[&[u8]]) -> MacValue {
         HashAlg::Sha384 => hmac_with!(Sha384, 128),
         HashAlg::Sha512 => hmac_with!(Sha512, 128),
     }
+}
+
+/// PasswordBasedMac's cryptography alone, for the benchmarks' crypto floor: BASEKEY =
+/// OWF^iterations(secret || salt) as `config` says, then the HMAC over `data`, computed as
+/// message protection computes them (compression-function iterations, HMAC on OpenSSL's
+/// low-level SHA functions) but without encoding or parsing parameters, limits or key cache.
+/// Not part of the API.
+#[doc(hidden)]
+pub fn pbm_floor(config: &PbmConfig, secret: &[u8], salt: &[u8], data: &[u8]) -> Result<Vec<u8>> {
+    let key = pbm::Spec::from_config(config, salt).derive_key(secret)?;
+    Ok(hmac(config.mac, &key, &[data]).to_vec())
 }
 
 /// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.

@@ -131,6 +131,16 @@ impl Spec {
         })
     }
 
+    /// The parameters `config` describes, with `salt` (unchecked: for the benchmarks' floor).
+    pub(crate) fn from_config(config: &PbmConfig, salt: &[u8]) -> Spec {
+        Spec {
+            salt: salt.to_vec(),
+            owf: config.owf,
+            iterations: config.iterations.into(),
+            mac: config.mac,
+        }
+    }
+
     /// The HMAC's hash.
     pub(crate) fn mac(&self) -> HashAlg {
         self.mac

@@ -136,10 +136,15 @@ impl Requester {
         match self {
             Requester::Mac { sender_kid } => [b"mac:".as_slice(), sender_kid].concat(),
             Requester::Signature { cert_der } => {
-                [b"sig:".as_slice(), &openssl::sha::sha256(cert_der)].concat()
+                signature_identity(&openssl::sha::sha256(cert_der))
             }
         }
     }
+}
+
+/// [`Requester::identity`] of the signer whose certificate has the SHA-256 `cert_sha256`.
+fn signature_identity(cert_sha256: &[u8; 32]) -> Vec<u8> {
+    [b"sig:".as_slice(), cert_sha256].concat()
 }
 
 /// The kind of certificate request.
@@ -464,6 +469,9 @@ enum Auth {
 struct Authenticated {
     auth: Auth,
     requester: Requester,
+    /// `requester.identity()`, computed once (from the SHA-256 that the trust store keeps
+    /// with a signer's certificate).
+    identity: Vec<u8>,
 }
 
 /// A CMP server: checks requests, asks the [`CaHandler`], keeps transactions in a
@@ -662,14 +670,16 @@ impl Server {
                     };
                     Failure::new(bit, format!("MAC protection check: {}", e.detail))
                 })?;
+                let requester = Requester::Mac {
+                    sender_kid: kid.to_vec(),
+                };
                 Ok(Authenticated {
                     auth: Auth::Mac {
                         protection: Box::new(Protection::Mac(mac)),
                         sender_kid: kid.to_vec(),
                     },
-                    requester: Requester::Mac {
-                        sender_kid: kid.to_vec(),
-                    },
+                    identity: requester.identity(),
+                    requester,
                 })
             }
             Some(ProtectionKind::Signature) => {
@@ -696,6 +706,7 @@ impl Server {
                     requester: Requester::Signature {
                         cert_der: signer.der.clone(),
                     },
+                    identity: signature_identity(signer.sha256()),
                 })
             }
         }
@@ -845,7 +856,7 @@ impl Server {
             request_type: kind.tag(),
             implicit_confirm: info.implicit_confirm_requested,
             cert_req_id: info.cert_req_id,
-            requester: a.requester.identity(),
+            requester: a.identity.clone(),
             ..Default::default()
         };
         let reserved = self.reserve(tid, &rec)?;
@@ -1359,7 +1370,7 @@ impl Server {
             )
         })?;
         let rec = TransactionRecord::from_bytes(&raw).map_err(store_err)?;
-        if rec.requester != a.requester.identity() {
+        if rec.requester != a.identity {
             return Err(Failure::new(
                 fi::NOT_AUTHORIZED,
                 format!("{what} check: the transaction was started by another requester"),
@@ -1572,7 +1583,7 @@ impl Server {
         let rec = TransactionRecord {
             state: Some(RecordState::InProgress),
             request_type: TAG_RR,
-            requester: a.requester.identity(),
+            requester: a.identity.clone(),
             ..Default::default()
         };
         let reserved = self.reserve(tid, &rec)?;
@@ -1631,7 +1642,7 @@ impl Server {
         let rec = TransactionRecord {
             state: Some(RecordState::InProgress),
             request_type: TAG_GENM,
-            requester: a.requester.identity(),
+            requester: a.identity.clone(),
             ..Default::default()
         };
         let reserved = self.reserve(tid, &rec)?;
@@ -1662,7 +1673,7 @@ impl Server {
     fn client_error(&self, msg: &PkiMessage, tid: &[u8], a: &Authenticated) -> Checked<Vec<u8>> {
         if let Some(raw) = self.store.get(tid).map_err(store_err)? {
             let rec = TransactionRecord::from_bytes(&raw).map_err(store_err)?;
-            if rec.requester != a.requester.identity() {
+            if rec.requester != a.identity {
                 return Err(Failure::new(
                     fi::NOT_AUTHORIZED,
                     "error check: the transaction was started by another requester",
@@ -1768,6 +1779,7 @@ impl Server {
         let vouched = || Authenticated {
             auth: Auth::Signature,
             requester: ra.requester.clone(),
+            identity: ra.identity.clone(),
         };
         let pre = (|| -> Checked<()> {
             if matches!(msg.body, PkiBody::Nested(_)) {
