@@ -396,9 +396,7 @@ impl DemoCa {
             serial_number: x509_cert::serial_number::SerialNumber::new(&serial)?,
             signature: alg.clone(),
             issuer: self.issuing.name.clone(),
-            validity: x509_cert::time::Validity::from_now(std::time::Duration::from_secs(
-                u64::from(self.validity_days) * 86_400,
-            ))?,
+            validity: validity(self.validity_days)?,
             subject: subject.clone(),
             subject_public_key_info: AnyRef::from_der(&req.public_key)?,
             extensions: Some(extensions),
@@ -413,6 +411,22 @@ impl DemoCa {
         .to_der()?;
         Ok((der, serial))
     }
+}
+
+/// How far an issued certificate's notBefore lies before the moment of issuing: relying
+/// parties whose clocks lag a little must already accept it (time(2) itself may be a clock
+/// tick behind the clock the validity is read from, which made fresh certificates "not yet
+/// valid" for a few milliseconds after each full second).
+const NOT_BEFORE_BACKDATE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// notBefore (backdated by [`NOT_BEFORE_BACKDATE`]) to now + `days`.
+fn validity(days: u32) -> Result<x509_cert::time::Validity> {
+    let mut v = x509_cert::time::Validity::from_now(std::time::Duration::from_secs(
+        u64::from(days) * 86_400,
+    ))?;
+    v.not_before =
+        x509_cert::time::Time::try_from(std::time::SystemTime::now() - NOT_BEFORE_BACKDATE)?;
+    Ok(v)
 }
 
 /// 16 random octets, the first non-zero and below 0x80: a positive, minimally encoded
@@ -679,11 +693,14 @@ mod tests {
         assert_eq!(sans.len(), 1);
         assert_eq!(sans.get(0).unwrap().dnsname(), Some("ee.example"));
 
-        // Valid from now for the configured 365 days.
+        // Valid for the configured 365 days from now, and already a minute before now (so
+        // that a verifier whose clock is a little behind accepts it at once).
         let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
         let diff = now.diff(cert.not_after()).unwrap();
         assert_eq!(diff.days, 365);
-        assert!(now.diff(cert.not_before()).unwrap().days == 0);
+        let before = now.diff(cert.not_before()).unwrap();
+        assert_eq!(before.days, 0);
+        assert!((-61..=-59).contains(&before.secs), "{before:?}");
     }
 
     #[test]
