@@ -15,7 +15,7 @@ use x509_cert::Certificate;
 pub use crmf::controls::Controls;
 
 /// `CaCertsValue ::= SEQUENCE SIZE (1..MAX) OF CMPCertificate` (id-it-caCerts).
-pub type CaCertsValue = Vec<Certificate>;
+pub type CaCertsValue = Vec<super::CmpCertificate>;
 
 /// `SignKeyPairTypesValue ::= SEQUENCE SIZE (1..MAX) OF AlgorithmIdentifier`
 /// (id-it-signKeyPairTypes).

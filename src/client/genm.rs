@@ -104,8 +104,7 @@ impl Response {
     /// id-it-caCerts: the CA certificates in DER (`None`: not in the genp or no value).
     pub fn ca_certs(&self) -> Result<Option<Vec<Vec<u8>>>> {
         let v: Option<CaCertsValue> = self.genp_decode(&oid::IT_CA_CERTS, "caCerts")?;
-        v.map(|certs| certs.iter().map(|c| Ok(c.to_der()?)).collect())
-            .transpose()
+        Ok(v.map(|certs| certs.iter().map(|c| c.der().to_vec()).collect()))
     }
 
     /// id-it-certReqTemplate: the template the CA wants requests to follow.
