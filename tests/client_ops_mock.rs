@@ -1208,3 +1208,63 @@ fn execute_gives_up_when_the_requested_waits_pass_the_deadline() {
     assert_eq!(tx.result().unwrap_err().code, ErrorCode::PollingTimeout);
     assert_eq!(tx.response().poll_rounds, 2);
 }
+
+// ---------------------------------------------------------------- signer fields per config
+
+/// A self-signed certificate of CN=`cn` and its key.
+fn self_signed_with_key(cn: &str) -> (Arc<SoftwareKey>, X509) {
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, x509::X509Builder, x509::X509NameBuilder};
+    let key = Arc::new(SoftwareKey::generate(KeyType::EcP256).unwrap());
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_pubkey(key.pkey()).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(key.pkey(), MessageDigest::sha256()).unwrap();
+    (key, b.build())
+}
+
+/// The sender and first extraCert of the first request of a genm under `config`.
+fn genm_signer(config: &Arc<ClientConfig>) -> (String, Vec<u8>) {
+    let tx = Transaction::start(config.clone(), Operation::Genm(Vec::new())).unwrap();
+    let msg = PkiMessage::from_der(tx.pending_request().unwrap()).unwrap();
+    let sender = match msg.header.sender {
+        x509_cert::ext::pkix::name::GeneralName::DirectoryName(n) => n.to_string(),
+        other => panic!("sender {other:?}"),
+    };
+    (sender, msg.extra_certs.unwrap()[0].der().to_vec())
+}
+
+#[test]
+fn each_signature_configuration_signs_as_its_own_certificate_across_transactions() {
+    // The client remembers the header fields of a configuration's signer per configuration:
+    // transactions of one configuration share them, another configuration (also one made
+    // where a dropped one was) never sees them.
+    let config = |cn: &str| {
+        let (key, cert) = self_signed_with_key(cn);
+        let der = cert.to_der().unwrap();
+        let c = Arc::new(ClientConfig {
+            credentials: Some(Credentials::signature(key, cert, Vec::new())),
+            ..ClientConfig::default()
+        });
+        (c, der)
+    };
+    let (a, a_der) = config("signer A");
+    for round in 0..20 {
+        let (b, b_der) = config(&format!("signer B{round}"));
+        assert_eq!(genm_signer(&a), ("CN=signer A".to_owned(), a_der.clone()));
+        assert_eq!(
+            genm_signer(&b),
+            (format!("CN=signer B{round}"), b_der.clone())
+        );
+        assert_eq!(genm_signer(&b).1, b_der, "again, from what was remembered");
+        drop(b);
+    }
+}

@@ -1097,16 +1097,37 @@ impl Transaction {
                         Some(Credentials::Signature { chain, .. }) => chain.as_slice(),
                         _ => &[],
                     };
-                    let id = match (own, creds) {
-                        (Some(own), _) => {
-                            message::SignerIdentity::from_cert(own.cert.clone(), chain)?
+                    let fields = match (own, creds) {
+                        (Some(own), creds) => {
+                            // Usually the configured certificate itself (a kur or rr of our
+                            // own certificate): then its remembered fields serve.
+                            let configured = match creds {
+                                Some(Credentials::Signature { cert, .. }) => {
+                                    Some(config_signer_fields(&config, cert, chain)?)
+                                }
+                                _ => None,
+                            };
+                            match configured {
+                                Some(f)
+                                    if f.3
+                                        .as_ref()
+                                        .and_then(|e| e.first())
+                                        .is_some_and(|c| c.der() == own.cert.der()) =>
+                                {
+                                    f
+                                }
+                                _ => signer_header_fields(message::SignerIdentity::from_cert(
+                                    own.cert.clone(),
+                                    chain,
+                                )?)?,
+                            }
                         }
                         (None, Some(Credentials::Signature { cert, .. })) => {
-                            message::SignerIdentity::new(cert, chain)?
+                            config_signer_fields(&config, cert, chain)?
                         }
                         _ => unreachable!("MAC credentials handled above"),
                     };
-                    self.signer_fields = Some(signer_header_fields(id)?);
+                    self.signer_fields = Some(fields);
                 }
                 self.signer_fields.clone().expect("set above")
             }
@@ -1322,6 +1343,44 @@ type SignerFields = (
     Option<Name>,
     Option<Vec<CmpCertificate>>,
 );
+
+/// The [`SignerFields`] of configurations' signature credentials, per configuration: they are
+/// the same for every transaction of a configuration, and building them encodes and reads
+/// its certificates (a few µs). An entry holds a `Weak` to its configuration, which keeps the
+/// configuration's allocation (not its contents) from being reused, so the address of a live
+/// `Arc<ClientConfig>` matches only its own entry; entries of dropped configurations go first.
+static CONFIG_SIGNER_FIELDS: std::sync::Mutex<Vec<(std::sync::Weak<ClientConfig>, SignerFields)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// How many configurations [`CONFIG_SIGNER_FIELDS`] remembers.
+const CONFIG_SIGNER_FIELDS_MAX: usize = 16;
+
+/// [`SignerFields`] for the signature credentials (`cert`, `chain`) of `config`, remembered.
+fn config_signer_fields(
+    config: &Arc<ClientConfig>,
+    cert: &X509,
+    chain: &[X509],
+) -> Result<SignerFields> {
+    let ours = |w: &std::sync::Weak<ClientConfig>| std::ptr::eq(w.as_ptr(), Arc::as_ptr(config));
+    let lock = || {
+        CONFIG_SIGNER_FIELDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((_, f)) = lock().iter().find(|(w, _)| ours(w)) {
+        return Ok(f.clone());
+    }
+    let fields = signer_header_fields(message::SignerIdentity::new(cert, chain)?)?;
+    let mut cache = lock();
+    if !cache.iter().any(|(w, _)| ours(w)) {
+        cache.retain(|(w, _)| w.strong_count() > 0);
+        if cache.len() >= CONFIG_SIGNER_FIELDS_MAX {
+            cache.remove(0);
+        }
+        cache.push((Arc::downgrade(config), fields.clone()));
+    }
+    Ok(fields)
+}
 
 fn signer_header_fields(id: message::SignerIdentity) -> Result<SignerFields> {
     Ok((
