@@ -8,7 +8,7 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509StoreContext, X509};
 use std::borrow::Borrow;
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ const VALIDATION_CACHE_CAPACITY: usize = 4096;
 pub struct TrustStore {
     store: X509Store,
     count: usize,
-    validated: Mutex<HashSet<CacheEntry, DerHashBuilder>>,
+    validated: Mutex<HashSet<CacheEntry>>,
 }
 
 /// A remembered validation: until when, and the result. Found by the certificate's DER.
@@ -84,65 +84,6 @@ impl Hash for CacheEntry {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // As the `[u8]` it borrows as, so that the cache is searched by DER.
         self.cert.der[..].hash(state);
-    }
-}
-
-/// The cache's hash of a DER certificate: a multiply-and-rotate over its 8-octet words,
-/// seeded per store, a few hundred instructions where SHA-256 takes over ten thousand. It
-/// is not collision-resistant and need not be: a hit is confirmed by comparing the whole
-/// DER, and only certificates that validated are ever inserted, so a forged collision buys
-/// nothing but a comparison.
-#[derive(Clone)]
-struct DerHashBuilder(u64);
-
-impl DerHashBuilder {
-    fn new() -> Self {
-        // A random seed from the standard library's own per-process randomness.
-        DerHashBuilder(std::collections::hash_map::RandomState::new().hash_one(0u8))
-    }
-}
-
-impl BuildHasher for DerHashBuilder {
-    type Hasher = DerHasher;
-    fn build_hasher(&self) -> DerHasher {
-        DerHasher(self.0)
-    }
-}
-
-struct DerHasher(u64);
-
-impl DerHasher {
-    /// An odd constant with well-spread bits (2^64 divided by the golden ratio).
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(Self::K).rotate_left(29);
-    }
-}
-
-impl Hasher for DerHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.mix(u64::from_le_bytes(w.try_into().expect("8 octets")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(last));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The table takes its bucket from the low bits and a tag from the top ones: spread
-        // every bit into both.
-        let h = self.0.wrapping_mul(Self::K);
-        h ^ (h >> 32)
     }
 }
 
@@ -217,7 +158,7 @@ impl TrustStore {
         Ok(TrustStore {
             store: b.build(),
             count: anchors.len(),
-            validated: Mutex::new(HashSet::with_hasher(DerHashBuilder::new())),
+            validated: Mutex::new(HashSet::new()),
         })
     }
 
@@ -392,7 +333,8 @@ mod tests {
 
     #[test]
     fn a_cache_entry_hashes_as_the_der_it_is_looked_up_by() {
-        let b = DerHashBuilder::new();
+        use std::hash::BuildHasher;
+        let b = std::collections::hash_map::RandomState::new();
         let cert = Arc::new(ValidatedCert::new(vec_cert("server.crt")).unwrap());
         let entry = CacheEntry {
             until: Instant::now(),
