@@ -452,18 +452,7 @@ pub fn run(args: &[String]) {
                     format!("bench-client{i}"),
                     Box::new(move || {
                         let t = HttpTransfer::new(&url).unwrap();
-                        let mut b = Bodies::default();
-                        let mut exhausted = true;
-                        for r in reqs {
-                            if stop.load(Ordering::Relaxed) {
-                                exhausted = false;
-                                break;
-                            }
-                            b.data.extend_from_slice(&t.post(&r).expect("HTTP post"));
-                            b.ends.push(b.data.len());
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        vec![(b, 0, exhausted)]
+                        one_by_one(reqs, &stop, &done, |r| t.post(r).expect("HTTP post"))
                     }),
                 ));
             }
@@ -475,20 +464,7 @@ pub fn run(args: &[String]) {
                 // Named like the server's threads: they do the server's work.
                 handles.push(spawn(
                     format!("cmp-http-direct{i}"),
-                    Box::new(move || {
-                        let mut b = Bodies::default();
-                        let mut exhausted = true;
-                        for r in reqs {
-                            if stop.load(Ordering::Relaxed) {
-                                exhausted = false;
-                                break;
-                            }
-                            b.data.extend_from_slice(&server.process(&r));
-                            b.ends.push(b.data.len());
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        vec![(b, 0, exhausted)]
-                    }),
+                    Box::new(move || one_by_one(reqs, &stop, &done, |r| server.process(r))),
                 ));
             }
         }
@@ -574,6 +550,26 @@ pub fn run(args: &[String]) {
             ""
         }
     );
+}
+
+/// A client that sends `reqs` one after the other through `answer` until told to stop:
+/// the responses, no reconnects, and whether it ran out of requests first.
+fn one_by_one(
+    reqs: Vec<Vec<u8>>,
+    stop: &AtomicBool,
+    done: &AtomicUsize,
+    mut answer: impl FnMut(&[u8]) -> Vec<u8>,
+) -> Vec<(Bodies, usize, bool)> {
+    let mut b = Bodies::default();
+    for r in reqs {
+        if stop.load(Ordering::Relaxed) {
+            return vec![(b, 0, false)];
+        }
+        b.data.extend_from_slice(&answer(&r));
+        b.ends.push(b.data.len());
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    vec![(b, 0, true)]
 }
 
 /// One thread, all connections: waits in poll(2) for any of them to have data.
