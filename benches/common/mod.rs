@@ -10,7 +10,7 @@
 //! HMAC-SHA1). Enrollment keys are generated before the timed loops.
 #![allow(dead_code)]
 
-use cmpkit::asn1::InfoTypeAndValue;
+use cmpkit::asn1::{CmpCertificate, InfoTypeAndValue};
 use cmpkit::client::Transaction;
 use cmpkit::client::{execute, genm, ClientConfig, Credentials, EnrollRequest, Operation};
 use cmpkit::crypto::{KeyType, SoftwareKey, TrustStore};
@@ -34,6 +34,7 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use x509_cert::name::Name;
 
 // ---------------------------------------------------------------- counting allocator
 
@@ -41,38 +42,46 @@ use std::sync::Arc;
 /// requested, on top of the system allocator. Only Rust allocations: OpenSSL's own
 /// `CRYPTO_malloc` calls go to libc directly and are not seen here (see BENCHMARKS.md for
 /// the valgrind count that sees both).
+///
+/// The counters are per thread (plain cells, no atomic read-modify-write: a locked add on
+/// every allocation cost about 1% of a transaction's CPU, which is the harness's, not
+/// cmpkit's); [`alloc_counts`] reads the calling thread's.
 pub struct Counting;
 
-pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
-pub static BYTES: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    // Const-initialised and without a destructor: usable from the allocator at any time,
+    // even while the thread is being torn down (no lazy initialisation that could allocate).
+    static COUNTS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn count(bytes: usize) {
+    let _ = COUNTS.try_with(|c| {
+        let (n, b) = c.get();
+        c.set((n + 1, b + bytes as u64));
+    });
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        count(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
-/// (allocations, bytes) so far.
+/// (allocations, bytes) so far on the calling thread.
 pub fn alloc_counts() -> (u64, u64) {
-    (
-        ALLOCS.load(Ordering::Relaxed),
-        BYTES.load(Ordering::Relaxed),
-    )
+    COUNTS.try_with(|c| c.get()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------- PKI
@@ -193,6 +202,12 @@ pub struct Pki {
     /// DER of the root's subject name (the issuer of every new certificate).
     pub root_subject_der: Vec<u8>,
     pub cli_cert: X509,
+    /// `cli_cert` as the client holds it for kur and rr (its DER, read once, as a device
+    /// keeps its certificate).
+    pub cli_cert_der: CmpCertificate,
+    /// The subjects the scenarios request, parsed once.
+    pub new_device_name: Name,
+    pub client_name: Name,
     pub cli_key: Arc<SoftwareKey>,
     pub ca: Arc<BenchCa>,
     pub server: Arc<Server>,
@@ -277,7 +292,10 @@ impl Pki {
             root_subject_der: root.subject_name().to_der().unwrap(),
             root,
             root_key,
+            cli_cert_der: CmpCertificate::try_from(cli_cert.to_der().unwrap().as_slice()).unwrap(),
             cli_cert,
+            new_device_name: parse_name("/CN=Bench New Device").unwrap(),
+            client_name: parse_name("/CN=Bench Client").unwrap(),
             cli_key,
             ca,
             server,
@@ -374,33 +392,37 @@ pub fn run_txn(
         ca.rrs.load(Ordering::Relaxed),
         ca.genms.load(Ordering::Relaxed),
     );
-    let req = |subject: Option<&str>| EnrollRequest {
-        subject: subject.map(|cn| parse_name(cn).unwrap()),
+    let req = |subject: Option<&Name>| EnrollRequest {
+        subject: subject.cloned(),
         sans: Vec::new(),
         key: key.clone(),
     };
     let (config, op) = match s {
         Scenario::IrMac => (
             &pki.mac_config,
-            Operation::Ir(req(Some("/CN=Bench New Device"))),
+            Operation::Ir(req(Some(&pki.new_device_name))),
         ),
         Scenario::IrMacImplicit => (
             &pki.mac_implicit_config,
-            Operation::Ir(req(Some("/CN=Bench New Device"))),
+            Operation::Ir(req(Some(&pki.new_device_name))),
         ),
         // OpenSSL takes the subject of the client certificate for cr.
-        Scenario::CrSig => (
-            &pki.sig_config,
-            Operation::Cr(req(Some("/CN=Bench Client"))),
-        ),
+        Scenario::CrSig => (&pki.sig_config, Operation::Cr(req(Some(&pki.client_name)))),
         Scenario::KurSig => (
             &pki.sig_config,
-            Operation::kur(req(None), &pki.cli_cert, None)
-                .unwrap_or_else(|e| die(s, &e.to_string())),
+            Operation::Kur {
+                request: req(None),
+                old_cert: pki.cli_cert_der.clone(),
+                old_key: None,
+            },
         ),
         Scenario::RrSig => (
             &pki.sig_config,
-            Operation::rr(&pki.cli_cert, None, None).unwrap_or_else(|e| die(s, &e.to_string())),
+            Operation::Rr {
+                cert: pki.cli_cert_der.clone(),
+                reason: None,
+                key: None,
+            },
         ),
         Scenario::GenmSig => (
             &pki.sig_config,
@@ -434,18 +456,15 @@ pub fn run_txn(
                 die(s, "no certificate")
             };
             // Compared as DER, like the OpenSSL harness (i2d_X509_PUBKEY of the certificate's
-            // X509_PUBKEY). Not through openssl's X509 + public_key_to_der: that decodes the
-            // key and encodes it again with OpenSSL 3's encoder framework, about 0.5 M
-            // instructions and 600 allocations per transaction that are not CMP's.
-            use der::{Decode, Encode};
-            let c = x509_cert::Certificate::from_der(der)
+            // X509_PUBKEY), read with cmpkit's field reader: neither OpenSSL's key encoder
+            // (about 0.5 M instructions and 600 allocations) nor a whole x509-cert decode,
+            // which are the harness's cost, not CMP's.
+            let fields = cmpkit::asn1::CertFields::read(der)
                 .unwrap_or_else(|_| die(s, "certificate unreadable"));
-            let tbs = c.tbs_certificate();
-            let spki = tbs.subject_public_key_info().to_der().unwrap();
-            if spki != cmpkit::crypto::Signer::public_key_der(&**key) {
+            if fields.spki != cmpkit::crypto::Signer::public_key_der(&**key) {
                 die(s, "public key in new cert differs from the requested one");
             }
-            if tbs.issuer().to_der().unwrap() != pki.root_subject_der {
+            if fields.issuer != pki.root_subject_der {
                 die(s, "new cert not issued by the bench CA");
             }
             if d(&ca.issued, issued0) != 1 {

@@ -1059,8 +1059,8 @@ pub struct TbsCertificateOut<'a> {
     pub serial_number: x509_cert::serial_number::SerialNumber,
     /// The issuer's signature algorithm (equal to the outer signatureAlgorithm).
     pub signature: AlgorithmIdentifierOwned,
-    /// The issuer's subject name.
-    pub issuer: x509_cert::name::Name,
+    /// The issuer's subject name (a Name's DER, as in the issuer's certificate).
+    pub issuer: der::asn1::AnyRef<'a>,
     /// notBefore and notAfter.
     pub validity: x509_cert::time::Validity,
     /// The certified subject.

@@ -88,8 +88,11 @@ struct Issuing {
     key: SoftwareKey,
     /// The CA's subject name: the issuer of its certificates.
     name: x509_cert::name::Name,
-    /// The CA's key identifier (its subjectKeyIdentifier, else computed from its key).
-    key_id: Vec<u8>,
+    /// `name` as DER, as it goes into every certificate.
+    name_der: Vec<u8>,
+    /// The extensions every issued certificate carries: basicConstraints (critical, not a
+    /// CA) and authorityKeyIdentifier (the CA's key identifier).
+    fixed_extensions: [x509_cert::ext::Extension; 2],
     /// The CA certificate and the chain above it, DER.
     chain_der: Vec<Vec<u8>>,
     /// The value of a genp caCerts: the same certificates as a SEQUENCE OF Certificate.
@@ -117,10 +120,34 @@ impl Issuing {
             .iter()
             .map(|d| x509_cert::Certificate::from_der(d))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints};
+        let name_der = cert.subject_name().to_der()?;
+        let fixed_extensions = [
+            extension(
+                const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
+                true,
+                BasicConstraints {
+                    ca: false,
+                    path_len_constraint: None,
+                }
+                .to_der()?,
+            )?,
+            extension(
+                const_oid::db::rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER,
+                false,
+                AuthorityKeyIdentifier {
+                    key_identifier: Some(der::asn1::OctetString::new(key_id)?),
+                    authority_cert_issuer: None,
+                    authority_cert_serial_number: None,
+                }
+                .to_der()?,
+            )?,
+        ];
         Ok(Issuing {
             key: SoftwareKey::from_pkey(key.clone())?,
-            name: x509_cert::name::Name::from_der(&cert.subject_name().to_der()?)?,
-            key_id,
+            name: x509_cert::name::Name::from_der(&name_der)?,
+            name_der,
+            fixed_extensions,
             chain_der,
             ca_certs: Any::from_der(&certs.to_der()?)?,
         })
@@ -336,10 +363,7 @@ impl DemoCa {
     fn issue(&self, req: &CertRequestInfo) -> Result<(Vec<u8>, Vec<u8>)> {
         use crate::asn1::{SignedCertificateOut, TbsCertificateOut};
         use der::asn1::{AnyRef, BitString, OctetString};
-        use x509_cert::ext::pkix::{
-            AuthorityKeyIdentifier, BasicConstraints, SubjectKeyIdentifier,
-        };
-        use x509_cert::ext::Extension;
+        use x509_cert::ext::pkix::SubjectKeyIdentifier;
 
         let subject = req
             .subject
@@ -347,42 +371,16 @@ impl DemoCa {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::new(ErrorCode::BadMessageContent, "no subject requested"))?;
         let spki = spki::SubjectPublicKeyInfoRef::from_der(&req.public_key)?;
-        let ext = |oid: ObjectIdentifier, critical: bool, value: Vec<u8>| -> Result<Extension> {
-            Ok(Extension {
-                extn_id: oid,
-                critical,
-                extn_value: OctetString::new(value)?,
-            })
-        };
-        let mut extensions = vec![
-            ext(
-                const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
-                true,
-                BasicConstraints {
-                    ca: false,
-                    path_len_constraint: None,
-                }
-                .to_der()?,
-            )?,
-            ext(
-                const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER,
-                false,
-                SubjectKeyIdentifier(OctetString::new(key_id(
-                    spki.subject_public_key.raw_bytes(),
-                ))?)
-                .to_der()?,
-            )?,
-            ext(
-                const_oid::db::rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER,
-                false,
-                AuthorityKeyIdentifier {
-                    key_identifier: Some(OctetString::new(self.issuing.key_id.clone())?),
-                    authority_cert_issuer: None,
-                    authority_cert_serial_number: None,
-                }
-                .to_der()?,
-            )?,
-        ];
+        let mut extensions = Vec::with_capacity(3 + req.extensions.len());
+        extensions.extend(self.issuing.fixed_extensions.iter().cloned());
+        extensions.push(extension(
+            const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER,
+            false,
+            SubjectKeyIdentifier(OctetString::new(key_id(
+                spki.subject_public_key.raw_bytes(),
+            ))?)
+            .to_der()?,
+        )?);
         extensions.extend(
             req.extensions
                 .iter()
@@ -395,7 +393,7 @@ impl DemoCa {
             version: x509_cert::certificate::Version::V3,
             serial_number: x509_cert::serial_number::SerialNumber::new(&serial)?,
             signature: alg.clone(),
-            issuer: self.issuing.name.clone(),
+            issuer: AnyRef::from_der(&self.issuing.name_der)?,
             validity: validity(self.validity_days)?,
             subject: subject.clone(),
             subject_public_key_info: AnyRef::from_der(&req.public_key)?,
@@ -427,6 +425,19 @@ fn validity(days: u32) -> Result<x509_cert::time::Validity> {
     v.not_before =
         x509_cert::time::Time::try_from(std::time::SystemTime::now() - NOT_BEFORE_BACKDATE)?;
     Ok(v)
+}
+
+/// A certificate extension with `value` (the extension's DER) as its extnValue.
+fn extension(
+    oid: ObjectIdentifier,
+    critical: bool,
+    value: Vec<u8>,
+) -> Result<x509_cert::ext::Extension> {
+    Ok(x509_cert::ext::Extension {
+        extn_id: oid,
+        critical,
+        extn_value: der::asn1::OctetString::new(value)?,
+    })
 }
 
 /// 16 random octets, the first non-zero and below 0x80: a positive, minimally encoded
