@@ -47,6 +47,25 @@ pub(crate) fn from_der_checked<'a, T: Decode<'a>>(
     T::from_der(bytes)
 }
 
+/// The DER of the first CertReqMsg's `certReq` inside `der`, the DER of a PKIMessage whose
+/// body is CertReqMessages (ir, cr, kur, krr, ccr): the bytes its POP signature covers
+/// (RFC 4211 §4.1), as received. `None` if `der` is not shaped so.
+pub(crate) fn first_cert_request_der(der: &[u8]) -> Option<&[u8]> {
+    use der::{Header, Reader, SliceReader};
+    // Into a constructed TLV: its contents.
+    fn contents(tlv: &[u8]) -> Option<&[u8]> {
+        let mut r = SliceReader::new(tlv).ok()?;
+        let h = Header::decode(&mut r).ok()?;
+        r.read_slice(h.length).ok()
+    }
+    let mut message = SliceReader::new(contents(der)?).ok()?;
+    message.tlv_bytes().ok()?; // header
+    let body = contents(message.tlv_bytes().ok()?)?; // [n] EXPLICIT
+    let msgs = contents(body)?; // CertReqMessages
+    let first = contents(SliceReader::new(msgs).ok()?.tlv_bytes().ok()?)?; // CertReqMsg
+    SliceReader::new(first).ok()?.tlv_bytes().ok()
+}
+
 /// Check that the length of every TLV in `bytes` fits in what encloses it (the input, or the
 /// constructed encoding it sits in), descending into every constructed encoding; the
 /// contents of primitive ones are not looked into. `der` (0.8.0-rc.2) allocates the length
@@ -559,5 +578,41 @@ mod tests {
             decode(&[0x30, 0x05, 0x02], 100).unwrap_err().code,
             ErrorCode::MalformedMessage
         );
+    }
+
+    #[test]
+    fn first_cert_request_der_is_the_received_cert_request_of_every_captured_request() {
+        use crate::asn1::PkiBody;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+        let mut seen = 0;
+        for sub in ["openssl-3.0", "lightweightcmpra"] {
+            for e in std::fs::read_dir(format!("{dir}/{sub}")).unwrap() {
+                let path = e.unwrap().path();
+                if path.extension().is_none_or(|x| x != "der") {
+                    continue;
+                }
+                let der = std::fs::read(path).unwrap();
+                let Ok(msg) = PkiMessage::from_der(&der) else {
+                    continue;
+                };
+                let found = first_cert_request_der(&der);
+                match &msg.body {
+                    PkiBody::Ir(m) | PkiBody::Cr(m) | PkiBody::Kur(m) => {
+                        assert_eq!(found, Some(m[0].cert_req.to_der().unwrap().as_slice()));
+                        seen += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            seen >= 10,
+            "only {seen} certificate requests among the vectors"
+        );
+        assert_eq!(
+            first_cert_request_der(&[0x30, 0x03, 0x02, 0x01, 0x02]),
+            None
+        );
+        assert_eq!(first_cert_request_der(&[]), None);
     }
 }

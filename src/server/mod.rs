@@ -849,7 +849,7 @@ impl Server {
             self.check_csr_signature(msg)?;
         } else if generated.is_none() {
             // request_info checked there is exactly one.
-            self.check_pop(&msgs[0], &info, a)?;
+            self.check_pop(&msgs[0], &info, a, message::first_cert_request_der(bytes))?;
         }
         let rec = TransactionRecord {
             state: Some(RecordState::InProgress),
@@ -1137,6 +1137,7 @@ impl Server {
         crm: &CertReqMsg,
         info: &CertRequestInfo,
         a: &Authenticated,
+        received: Option<&[u8]>,
     ) -> Checked<()> {
         match &crm.popo {
             None => Err(Failure::new(
@@ -1180,11 +1181,20 @@ impl Server {
                         "POP check: signature BIT STRING has unused bits",
                     )
                 })?;
-                let data = crm
-                    .cert_req
-                    .to_der()
-                    .map_err(|e| internal("CertRequest", e))?;
-                crate::crypto::verify_signature(alg, &key, &data, sig)
+                // The certReq as received (what the requester signed), else encoded again
+                // (the same bytes for DER input, which the decoder insists on).
+                let encoded;
+                let data = match received {
+                    Some(d) => d,
+                    None => {
+                        encoded = crm
+                            .cert_req
+                            .to_der()
+                            .map_err(|e| internal("CertRequest", e))?;
+                        &encoded
+                    }
+                };
+                crate::crypto::verify_signature(alg, &key, data, sig)
                     .map_err(|e| Failure::new(fi::BAD_POP, format!("POP check: {}", e.detail)))
             }
             Some(_) => Err(Failure::new(

@@ -306,7 +306,7 @@ impl Ra {
                 | PkiBody::Krr(m) => {
                     // request_info checked there is exactly one.
                     let crm = &m[0];
-                    s.check_pop(crm, &info, a)?;
+                    s.check_pop(crm, &info, a, message::first_cert_request_der(bytes))?;
                     Some(crm)
                 }
                 _ => {
