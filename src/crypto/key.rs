@@ -271,6 +271,12 @@ pub trait Signer: Send + Sync {
     /// Sign `tbs` (the whole data; the signer hashes it as the algorithm requires).
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>>;
 
+    /// Sign the concatenation of `parts`. The default joins them and calls
+    /// [`sign`](Self::sign); a signer that hashes can hash them part by part instead.
+    fn sign_parts(&self, parts: &[&[u8]]) -> Result<Vec<u8>> {
+        self.sign(&parts.concat())
+    }
+
     /// The SubjectPublicKeyInfo, decoded.
     fn public_key_info(&self) -> Result<SubjectPublicKeyInfoOwned> {
         Ok(SubjectPublicKeyInfoOwned::from_der(self.public_key_der())?)
@@ -456,10 +462,17 @@ impl Signer for SoftwareKey {
     }
 
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>> {
+        self.sign_parts(&[tbs])
+    }
+
+    fn sign_parts(&self, parts: &[&[u8]]) -> Result<Vec<u8>> {
         match self.alg.prehash() {
-            Some(hash) => self.sign_digest(&Digest::of(hash, &[tbs])),
+            Some(hash) => self.sign_digest(&Digest::of(hash, parts)),
             // EdDSA signs the message itself.
-            None => Ok(OsslSigner::new_without_digest(&self.pkey)?.sign_oneshot_to_vec(tbs)?),
+            None => {
+                Ok(OsslSigner::new_without_digest(&self.pkey)?
+                    .sign_oneshot_to_vec(&parts.concat())?)
+            }
         }
     }
 }
@@ -742,6 +755,21 @@ mod tests {
                 .unwrap();
             let err =
                 verify_signature_parts(alg, &public, &[b"header", b"body"], &sig).unwrap_err();
+            assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn signing_parts_equals_signing_their_concatenation() {
+        for alg in ALL {
+            let key = key_for(alg);
+            let public = PKey::public_key_from_der(key.public_key_der()).unwrap();
+            let sig = key
+                .sign_parts(&[b"header", b" and", b"", b" body"])
+                .unwrap();
+            verify_signature(alg, &public, b"header and body", &sig)
+                .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+            let err = verify_signature(alg, &public, b"headerbody", &sig).unwrap_err();
             assert_eq!(err.code, ErrorCode::SignatureInvalid, "{alg:?}");
         }
     }

@@ -573,7 +573,7 @@ fn protect_encoding(
                     &data,
                 ))?)
             }
-            Protection::Signature(s) => Ok(BitString::from_bytes(&s.sign(&data.concat())?)?),
+            Protection::Signature(s) => Ok(BitString::from_bytes(&s.sign_parts(&data)?)?),
         }
     })();
     let bits = match value {
