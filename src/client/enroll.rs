@@ -1545,7 +1545,7 @@ fn cert_req_msg(
 /// certHash: the hash the certificate's signature algorithm uses (RFC 9810 §5.3.18, RFC 9481).
 pub(crate) fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
     use openssl::hash::{hash, MessageDigest};
-    let sig_oid = crate::asn1::CertFields::read(cert_der)?.signature_algorithm;
+    let sig_oid = crate::asn1::CertFields::signature_algorithm_of(cert_der)?;
     let md = match sig_oid {
         o if o == oid::ECDSA_SHA384 || o == oid::RSA_SHA384 => MessageDigest::sha384(),
         o if o == oid::ECDSA_SHA512 || o == oid::RSA_SHA512 || o == oid::ED25519 => {
