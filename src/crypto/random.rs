@@ -23,13 +23,14 @@
 //! `posix_spawn` and `vfork` + `exec` are fine. Without `fork` (non-Unix) there is no
 //! handler and nothing to detect.
 //!
-//! Not for secrets: keys and other secret values come from OpenSSL directly (key generation,
-//! `RAND_priv_bytes`); nothing in cmpkit draws secret material from this pool.
+//! Not for secrets: cmpkit's secret values (keys, content-encryption keys of central key
+//! generation) are made by OpenSSL itself, which draws them from its private DRBG; nothing
+//! secret comes from this pool; its users are nonces, transactionIDs, the demo CA's serial
+//! numbers and PBM/PBKDF2 salts, all sent in the clear.
 
 use crate::Result;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Octets each thread's buffer holds (32 nonces of 16 octets per `RAND_bytes` call).
 const POOL_SIZE: usize = 512;
@@ -64,8 +65,38 @@ thread_local! {
 /// Bumped in every child process right after `fork()` (see the module documentation).
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// Whether the fork handler is registered (and so whether buffering is safe), decided once.
-static FORK_HANDLER: OnceLock<bool> = OnceLock::new();
+/// Whether the fork handler is registered (and so whether buffering is safe): one of
+/// `HANDLER_*`. Not a `OnceLock`: a fork while another thread registers would leave the
+/// child waiting for ever on an initialisation no thread of it finishes; here the child
+/// goes on without the buffer.
+static FORK_HANDLER: AtomicU8 = AtomicU8::new(HANDLER_UNKNOWN);
+const HANDLER_UNKNOWN: u8 = 0;
+const HANDLER_REGISTERING: u8 = 1;
+const HANDLER_REGISTERED: u8 = 2;
+const HANDLER_FAILED: u8 = 3;
+
+/// Whether the fork handler is registered; registers it on the first call. While another
+/// thread registers it, `false` (that call goes to OpenSSL directly).
+fn fork_handler_registered() -> bool {
+    match FORK_HANDLER.compare_exchange(
+        HANDLER_UNKNOWN,
+        HANDLER_REGISTERING,
+        Ordering::Acquire,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            let ok = register_fork_handler();
+            let state = if ok {
+                HANDLER_REGISTERED
+            } else {
+                HANDLER_FAILED
+            };
+            FORK_HANDLER.store(state, Ordering::Release);
+            ok
+        }
+        Err(state) => state == HANDLER_REGISTERED,
+    }
+}
 
 /// `pthread_atfork` child handler: only an atomic increment (async-signal-safe).
 #[cfg(unix)]
@@ -89,10 +120,11 @@ fn register_fork_handler() -> bool {
 /// Fill `out` with octets from OpenSSL's CSPRNG, through this thread's buffer for small
 /// requests. For public values only (see the module documentation).
 pub(crate) fn fill_public(out: &mut [u8]) -> Result<()> {
-    if out.len() > DIRECT_ABOVE || !*FORK_HANDLER.get_or_init(register_fork_handler) {
+    if out.len() > DIRECT_ABOVE || !fork_handler_registered() {
         return Ok(openssl::rand::rand_bytes(out)?);
     }
-    // Read after the handler is registered: a fork from here on bumps it in the child.
+    // Read after the handler is registered (the Acquire above): a fork from here on bumps
+    // it in the child.
     let generation = FORK_GENERATION.load(Ordering::Relaxed);
     POOL.with(|pool| {
         // A re-entrant call (from a signal handler, say) goes to OpenSSL directly.
