@@ -191,7 +191,8 @@ fn cert_der(cert: &X509Ref) -> Result<CmpCertificate> {
 
 /// What a kur or rr takes from the certificate it names, decoded from its DER. A serial,
 /// issuer or subject that does not decode is an [`ErrorCode::BadCertificate`] naming `what`;
-/// the subjectAltName entries (a kur's default) only when a kur asks for them.
+/// a subjectAltName extension that does not decode is one only when a kur asks for the
+/// entries (its template's default).
 struct NamedCert {
     serial: SerialNumber,
     issuer: Name,
