@@ -1268,3 +1268,107 @@ fn each_signature_configuration_signs_as_its_own_certificate_across_transactions
         drop(b);
     }
 }
+
+/// What the first request of a kur (with the configuration's key) of `old` under `config`
+/// takes from it: the template's subject and subjectAltName entries, and oldCertID's issuer
+/// and serial number.
+fn kur_names(config: &Arc<ClientConfig>, old: &[u8]) -> (String, Vec<String>, String, Vec<u8>) {
+    let op = Operation::Kur {
+        request: EnrollRequest {
+            subject: None,
+            sans: Vec::new(),
+            key: Arc::new(SoftwareKey::generate(KeyType::EcP256).unwrap()),
+        },
+        old_cert: CmpCertificate::try_from(old).unwrap(),
+        old_key: None,
+    };
+    let tx = Transaction::start(config.clone(), op).unwrap();
+    let msg = PkiMessage::from_der(tx.pending_request().unwrap()).unwrap();
+    let PkiBody::Kur(reqs) = &msg.body else {
+        panic!("not a kur")
+    };
+    let req = &reqs[0].cert_req;
+    let sans = match req.cert_template.extensions.as_ref() {
+        Some(exts) => {
+            let san = x509_cert::ext::pkix::SubjectAltName::from_der(exts[0].extn_value.as_bytes());
+            san.unwrap().0.iter().map(|n| format!("{n:?}")).collect()
+        }
+        None => Vec::new(),
+    };
+    let control = &req.controls.as_ref().unwrap()[0];
+    let cid = cmpkit::asn1::CertId::from_der(&control.value.to_der().unwrap()).unwrap();
+    let x509_cert::ext::pkix::name::GeneralName::DirectoryName(issuer) = cid.issuer else {
+        panic!("oldCertID issuer {:?}", cid.issuer)
+    };
+    (
+        req.cert_template.subject.as_ref().unwrap().to_string(),
+        sans,
+        issuer.to_string(),
+        cid.serial_number.as_bytes().to_vec(),
+    )
+}
+
+/// The issuer and serial number an rr (with the configuration's key) of `cert` under
+/// `config` names.
+fn rr_names(config: &Arc<ClientConfig>, cert: &[u8]) -> (String, Vec<u8>) {
+    let op = Operation::Rr {
+        cert: CmpCertificate::try_from(cert).unwrap(),
+        reason: None,
+        key: None,
+    };
+    let tx = Transaction::start(config.clone(), op).unwrap();
+    let msg = PkiMessage::from_der(tx.pending_request().unwrap()).unwrap();
+    let PkiBody::Rr(details) = &msg.body else {
+        panic!("not an rr")
+    };
+    let t = &details[0].cert_details;
+    (
+        t.issuer.as_ref().unwrap().to_string(),
+        t.serial_number.as_ref().unwrap().as_bytes().to_vec(),
+    )
+}
+
+#[test]
+fn kur_and_rr_name_the_certificate_they_are_given_whether_it_is_the_configured_one_or_not() {
+    // The client remembers what a kur or rr takes from the configured certificate per
+    // configuration; another certificate, or another configuration's, is never taken for it.
+    let (key, own_der) = cert_with_ski_and_san();
+    let own = X509::from_der(&own_der).unwrap();
+    let config = Arc::new(ClientConfig {
+        credentials: Some(Credentials::signature(key, own, Vec::new())),
+        ..ClientConfig::default()
+    });
+    let (other_key, other) = self_signed_with_key("Other Device");
+    let other_der = other.to_der().unwrap();
+    let other_config = Arc::new(ClientConfig {
+        credentials: Some(Credentials::signature(other_key, other, Vec::new())),
+        ..ClientConfig::default()
+    });
+    let own_names = (
+        "CN=Old Device".to_owned(),
+        vec!["DnsName(Ia5String(\"old.example\"))".to_owned()],
+        "CN=Some CA".to_owned(),
+        vec![0x47, 0x11],
+    );
+    let other_serial = rr_names(&other_config, &other_der).1;
+    let other_names = (
+        "CN=Other Device".to_owned(),
+        Vec::new(),
+        "CN=Other Device".to_owned(),
+        other_serial.clone(),
+    );
+    for _ in 0..3 {
+        assert_eq!(kur_names(&config, &own_der), own_names);
+        assert_eq!(kur_names(&config, &other_der), other_names);
+        assert_eq!(kur_names(&other_config, &other_der), other_names);
+        assert_eq!(kur_names(&other_config, &own_der), own_names);
+        assert_eq!(
+            rr_names(&config, &own_der),
+            ("CN=Some CA".to_owned(), vec![0x47, 0x11])
+        );
+        assert_eq!(
+            rr_names(&config, &other_der),
+            ("CN=Other Device".to_owned(), other_serial.clone())
+        );
+    }
+}

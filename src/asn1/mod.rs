@@ -121,52 +121,66 @@ pub struct CertFields<'a> {
 impl<'a> CertFields<'a> {
     /// Read the fields of the certificate `der`; each field's tag is checked.
     pub fn read(der: &'a [u8]) -> der::Result<Self> {
-        fn field<'a>(r: &mut der::SliceReader<'a>, tag: Tag) -> der::Result<&'a [u8]> {
-            Tag::peek(r)?.assert_eq(tag)?;
-            r.tlv_bytes()
-        }
-        let mut r = der::SliceReader::new(der)?;
-        let fields = r.sequence(|r| {
-            let tbs = field(r, Tag::Sequence)?;
-            let alg = spki::AlgorithmIdentifierRef::decode(r)?;
-            BitStringRef::decode(r)?;
-            let mut t = der::SliceReader::new(tbs)?;
-            let fields = t.sequence(|t| {
-                // version [0] EXPLICIT Version DEFAULT v1
-                if Tag::peek(t)?.is_context_specific() {
-                    t.tlv_bytes()?;
+        let (tbs, signature_algorithm) = read_outer(der)?;
+        let mut t = der::SliceReader::new(tbs)?;
+        let fields = t.sequence(|t| {
+            // version [0] EXPLICIT Version DEFAULT v1
+            if Tag::peek(t)?.is_context_specific() {
+                t.tlv_bytes()?;
+            }
+            let serial = field(t, Tag::Integer)?;
+            field(t, Tag::Sequence)?; // signature
+            let issuer = field(t, Tag::Sequence)?;
+            field(t, Tag::Sequence)?; // validity
+            let subject = field(t, Tag::Sequence)?;
+            let spki = field(t, Tag::Sequence)?;
+            let mut extensions = None;
+            while !t.is_finished() {
+                // issuerUniqueID [1], subjectUniqueID [2], extensions [3] EXPLICIT
+                let tag = Tag::peek(t)?;
+                let tlv = t.tlv_bytes()?;
+                if tag.is_context_specific() && tag.number() == TagNumber(3) {
+                    extensions = Some(tlv);
                 }
-                let serial = field(t, Tag::Integer)?;
-                field(t, Tag::Sequence)?; // signature
-                let issuer = field(t, Tag::Sequence)?;
-                field(t, Tag::Sequence)?; // validity
-                let subject = field(t, Tag::Sequence)?;
-                let spki = field(t, Tag::Sequence)?;
-                let mut extensions = None;
-                while !t.is_finished() {
-                    // issuerUniqueID [1], subjectUniqueID [2], extensions [3] EXPLICIT
-                    let tag = Tag::peek(t)?;
-                    let tlv = t.tlv_bytes()?;
-                    if tag.is_context_specific() && tag.number() == TagNumber(3) {
-                        extensions = Some(tlv);
-                    }
-                }
-                // The SEQUENCE inside the explicit tag (checked when an extension is looked up).
-                let extensions = extensions
-                    .map(|tlv| AnyRef::from_der(tlv).map(|a| a.value()))
-                    .transpose()?;
-                Ok::<_, der::Error>(CertFields {
-                    serial,
-                    issuer,
-                    subject,
-                    spki,
-                    signature_algorithm: alg.oid,
-                    extensions,
-                })
-            })?;
-            t.finish(fields)
+            }
+            // The SEQUENCE inside the explicit tag (checked when an extension is looked up).
+            let extensions = extensions
+                .map(|tlv| AnyRef::from_der(tlv).map(|a| a.value()))
+                .transpose()?;
+            Ok::<_, der::Error>(CertFields {
+                serial,
+                issuer,
+                subject,
+                spki,
+                signature_algorithm,
+                extensions,
+            })
         })?;
-        r.finish(fields)
+        t.finish(fields)
+    }
+
+    /// The outer `signatureAlgorithm`'s OID of the certificate `der`: the shape of
+    /// `Certificate` is checked, the `tbsCertificate` is not read (cheaper than
+    /// [`read`](Self::read) when only the algorithm is needed).
+    pub fn signature_algorithm_of(der: &[u8]) -> der::Result<der::oid::ObjectIdentifier> {
+        read_outer(der).map(|(_, alg)| alg)
+    }
+
+    /// Where the fields lie in `der`, the certificate they were read from, so that they can
+    /// be had again ([`CertFieldSpans::fields`]) without reading it again.
+    pub(crate) fn spans(&self, der: &'a [u8]) -> CertFieldSpans {
+        let span = |f: &[u8]| {
+            let start = f.as_ptr() as usize - der.as_ptr() as usize;
+            start..start + f.len()
+        };
+        CertFieldSpans {
+            serial: span(self.serial),
+            issuer: span(self.issuer),
+            subject: span(self.subject),
+            spki: span(self.spki),
+            signature_algorithm: self.signature_algorithm,
+            extensions: self.extensions.map(span),
+        }
     }
 
     /// The value (the contents of `extnValue`) of the certificate's first extension `id`, or
@@ -195,6 +209,57 @@ impl<'a> CertFields<'a> {
             Ok::<_, der::Error>(found)
         })?;
         r.finish(found)
+    }
+}
+
+/// The `tbsCertificate` (its complete DER) and the outer `signatureAlgorithm`'s OID of the
+/// certificate `der`; the outer shape (`SEQUENCE { SEQUENCE, AlgorithmIdentifier, BIT STRING }`)
+/// is checked.
+fn read_outer(der: &[u8]) -> der::Result<(&[u8], der::oid::ObjectIdentifier)> {
+    let mut r = der::SliceReader::new(der)?;
+    let outer = r.sequence(|r| {
+        let tbs = field(r, Tag::Sequence)?;
+        let alg = spki::AlgorithmIdentifierRef::decode(r)?;
+        BitStringRef::decode(r)?;
+        Ok::<_, der::Error>((tbs, alg.oid))
+    })?;
+    r.finish(outer)
+}
+
+/// The next TLV of `r` (complete), which must have tag `tag`.
+fn field<'a>(r: &mut der::SliceReader<'a>, tag: Tag) -> der::Result<&'a [u8]> {
+    Tag::peek(r)?.assert_eq(tag)?;
+    r.tlv_bytes()
+}
+
+/// [`CertFields`] as positions in the certificate they were read from (see
+/// [`CertFields::spans`]): kept beside a certificate's DER to have its fields without reading
+/// them again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CertFieldSpans {
+    serial: std::ops::Range<usize>,
+    issuer: std::ops::Range<usize>,
+    subject: std::ops::Range<usize>,
+    spki: std::ops::Range<usize>,
+    signature_algorithm: der::oid::ObjectIdentifier,
+    extensions: Option<std::ops::Range<usize>>,
+}
+
+impl CertFieldSpans {
+    /// The fields again, from `der`: the same octets the spans were taken from (other
+    /// octets give wrong fields, or `None` when a span lies outside them).
+    pub(crate) fn fields<'a>(&self, der: &'a [u8]) -> Option<CertFields<'a>> {
+        Some(CertFields {
+            serial: der.get(self.serial.clone())?,
+            issuer: der.get(self.issuer.clone())?,
+            subject: der.get(self.subject.clone())?,
+            spki: der.get(self.spki.clone())?,
+            signature_algorithm: self.signature_algorithm,
+            extensions: match self.extensions.clone() {
+                Some(e) => Some(der.get(e)?),
+                None => None,
+            },
+        })
     }
 }
 
@@ -1010,6 +1075,42 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn signature_algorithm_of_reads_the_outer_algorithm_without_the_tbs_certificate() {
+        let der = openssl_cert();
+        assert_eq!(
+            CertFields::signature_algorithm_of(&der).unwrap(),
+            CertFields::read(&der).unwrap().signature_algorithm
+        );
+        // { SEQUENCE { NULL }, { ecdsa-with-SHA384 }, BIT STRING '' }: a TBSCertificate that
+        // does not read, an algorithm that does.
+        let bad_tbs = [
+            0x30, 0x13, 0x30, 0x02, 0x05, 0x00, 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+            0x3d, 0x04, 0x03, 0x03, 0x03, 0x01, 0x00,
+        ];
+        assert!(CertFields::read(&bad_tbs).is_err());
+        assert_eq!(
+            CertFields::signature_algorithm_of(&bad_tbs).unwrap(),
+            oid::ECDSA_SHA384
+        );
+        // The outer shape is still checked: no signature, or something after it.
+        assert!(CertFields::signature_algorithm_of(&der[..der.len() - 1]).is_err());
+        let mut trailing = bad_tbs.to_vec();
+        trailing[1] += 2;
+        trailing.extend_from_slice(&[0x05, 0x00]);
+        assert!(CertFields::signature_algorithm_of(&trailing).is_err());
+    }
+
+    #[test]
+    fn cert_field_spans_give_the_fields_back_from_the_same_octets() {
+        let der = openssl_cert();
+        let f = CertFields::read(&der).unwrap();
+        let spans = f.spans(&der);
+        assert_eq!(spans.fields(&der), Some(f));
+        // Octets too short for the spans give nothing rather than a panic.
+        assert_eq!(spans.fields(&der[..f.spki.len()]), None);
     }
 
     #[test]

@@ -189,41 +189,39 @@ fn cert_der(cert: &X509Ref) -> Result<CmpCertificate> {
         .map_err(|e| Error::new(ErrorCode::BadCertificate, format!("certificate: {e}")))
 }
 
-/// The parts of a certificate that a kur or rr names (decoded when needed, from their DER);
-/// what does not decode is an [`ErrorCode::BadCertificate`] naming `what`.
-struct NamedCert<'a> {
-    fields: crate::asn1::CertFields<'a>,
-    what: &'static str,
+/// What a kur or rr takes from the certificate it names, decoded from its DER. A serial,
+/// issuer or subject that does not decode is an [`ErrorCode::BadCertificate`] naming `what`;
+/// a subjectAltName extension that does not decode is one only when a kur asks for the
+/// entries (its template's default).
+struct NamedCert {
+    serial: SerialNumber,
+    issuer: Name,
+    subject: Name,
+    /// The subjectAltName entries, if the certificate has that extension.
+    sans: der::Result<Option<Vec<GeneralName>>>,
 }
 
-impl<'a> NamedCert<'a> {
-    fn new(cert: &'a CmpCertificate, what: &'static str) -> Result<Self> {
-        let fields = cert.fields().map_err(|e| bad_named_cert(what, e))?;
-        Ok(NamedCert { fields, what })
-    }
-
-    fn serial(&self) -> Result<SerialNumber> {
-        SerialNumber::from_der(self.fields.serial).map_err(|e| bad_named_cert(self.what, e))
-    }
-
-    fn issuer(&self) -> Result<Name> {
-        message::from_der_checked(self.fields.issuer).map_err(|e| bad_named_cert(self.what, e))
-    }
-
-    fn subject(&self) -> Result<Name> {
-        message::from_der_checked(self.fields.subject).map_err(|e| bad_named_cert(self.what, e))
-    }
-
-    /// The subjectAltName entries, if the certificate has that extension.
-    fn sans(&self) -> Result<Option<Vec<GeneralName>>> {
-        let ext = self
-            .fields
-            .extension(oid::SUBJECT_ALT_NAME)
-            .map_err(|e| bad_named_cert(self.what, e))?;
-        Ok(match ext {
-            Some(v) => Some(message::from_der_checked::<SubjectAltName>(v)?.0),
-            None => None,
+impl NamedCert {
+    fn read(cert: &CmpCertificate, what: &'static str) -> Result<Self> {
+        let bad = |e| bad_named_cert(what, e);
+        let fields = cert.fields().map_err(bad)?;
+        Ok(NamedCert {
+            serial: SerialNumber::from_der(fields.serial).map_err(bad)?,
+            issuer: message::from_der_checked(fields.issuer).map_err(bad)?,
+            subject: message::from_der_checked(fields.subject).map_err(bad)?,
+            sans: fields.extension(oid::SUBJECT_ALT_NAME).and_then(|ext| {
+                ext.map(|v| message::from_der_checked::<SubjectAltName>(v).map(|s| s.0))
+                    .transpose()
+            }),
         })
+    }
+
+    /// [`sans`](Self::sans), or the error naming `what` if they do not decode.
+    fn sans(&self, what: &str) -> Result<Option<&[GeneralName]>> {
+        match &self.sans {
+            Ok(sans) => Ok(sans.as_deref()),
+            Err(e) => Err(bad_named_cert(what, *e)),
+        }
     }
 }
 
@@ -392,16 +390,16 @@ impl Transaction {
                 old_key,
             } => {
                 tx.kind = Kind::Kur;
-                let old = NamedCert::new(&old_cert, "old certificate")?;
+                const WHAT: &str = "old certificate";
+                let old = named_cert(&tx.config, &old_cert, WHAT)?;
                 let old_cert_id = CertId {
-                    issuer: GeneralName::DirectoryName(old.issuer()?),
-                    serial_number: old.serial()?,
+                    issuer: GeneralName::DirectoryName(old.issuer.clone()),
+                    serial_number: old.serial.clone(),
                 };
-                let subject = old.subject()?;
-                request.subject.get_or_insert(subject);
+                request.subject.get_or_insert_with(|| old.subject.clone());
                 if request.sans.is_empty() {
-                    if let Some(sans) = old.sans()? {
-                        request.sans = sans;
+                    if let Some(sans) = old.sans(WHAT)? {
+                        request.sans = sans.to_vec();
                     }
                 }
                 let control = x509_cert::attr::AttributeTypeAndValue {
@@ -437,9 +435,9 @@ impl Transaction {
             Operation::Rr { cert, reason, key } => {
                 tx.kind = Kind::Rr;
                 tx.cert_req_id = NO_CERT_REQ_ID;
-                let named = NamedCert::new(&cert, "certificate to revoke")?;
-                let (serial, issuer) = (named.serial()?, named.issuer()?);
-                tx.subject = Some(named.subject()?);
+                let named = named_cert(&tx.config, &cert, "certificate to revoke")?;
+                let (serial, issuer) = (named.serial.clone(), named.issuer.clone());
+                tx.subject = Some(named.subject.clone());
                 let crl_entry_details = reason
                     .map(|r| -> Result<_> {
                         let reason = x509_cert::ext::pkix::crl::CrlReason::try_from(r as u32)
@@ -1108,14 +1106,7 @@ impl Transaction {
                                 _ => None,
                             };
                             match configured {
-                                Some(f)
-                                    if f.3
-                                        .as_ref()
-                                        .and_then(|e| e.first())
-                                        .is_some_and(|c| c.der() == own.cert.der()) =>
-                                {
-                                    f
-                                }
+                                Some(f) if signs_with(&f, &own.cert) => f,
                                 _ => signer_header_fields(message::SignerIdentity::from_cert(
                                     own.cert.clone(),
                                     chain,
@@ -1344,16 +1335,65 @@ type SignerFields = (
     Option<Vec<CmpCertificate>>,
 );
 
-/// The [`SignerFields`] of configurations' signature credentials, per configuration: they are
-/// the same for every transaction of a configuration, and building them encodes and reads
-/// its certificates (a few µs). An entry holds a `Weak` to its configuration, which keeps the
-/// configuration's allocation (not its contents) from being reused, so the address of a live
-/// `Arc<ClientConfig>` matches only its own entry; entries of dropped configurations go first.
-static CONFIG_SIGNER_FIELDS: std::sync::Mutex<Vec<(std::sync::Weak<ClientConfig>, SignerFields)>> =
-    std::sync::Mutex::new(Vec::new());
+/// What is remembered of a configuration with signature credentials, see [`CONFIG_CACHE`].
+struct ConfigEntry {
+    /// The configuration (see [`CONFIG_CACHE`] for why a `Weak`).
+    config: std::sync::Weak<ClientConfig>,
+    /// The [`SignerFields`] of its certificate.
+    signer: SignerFields,
+    /// Its certificate as a kur or rr names it, once one did.
+    named: Option<Arc<NamedCert>>,
+}
 
-/// How many configurations [`CONFIG_SIGNER_FIELDS`] remembers.
-const CONFIG_SIGNER_FIELDS_MAX: usize = 16;
+/// Per configuration with signature credentials: the [`SignerFields`] of its certificate,
+/// and that certificate as a kur or rr (of our own certificate, the usual case) names it.
+/// They are the same for every transaction of a configuration, and making them encodes,
+/// reads and decodes certificates (a few µs each). An entry holds a `Weak` to its
+/// configuration, which keeps the configuration's allocation (not its contents) from being
+/// reused, so the address of a live `Arc<ClientConfig>` matches only its own entry; entries
+/// of dropped configurations go first.
+static CONFIG_CACHE: std::sync::Mutex<Vec<ConfigEntry>> = std::sync::Mutex::new(Vec::new());
+
+/// How many configurations [`CONFIG_CACHE`] remembers.
+const CONFIG_CACHE_MAX: usize = 16;
+
+/// `f` on the [`CONFIG_CACHE`] entry of `config`, whose signature credentials are `cert`
+/// and `chain`; the entry is made first if there is none.
+fn with_config_entry<T>(
+    config: &Arc<ClientConfig>,
+    cert: &X509,
+    chain: &[X509],
+    f: impl FnOnce(&mut ConfigEntry) -> T,
+) -> Result<T> {
+    let ours = |e: &ConfigEntry| std::ptr::eq(e.config.as_ptr(), Arc::as_ptr(config));
+    let lock = || {
+        CONFIG_CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(e) = lock().iter_mut().find(|e| ours(e)) {
+        return Ok(f(e));
+    }
+    // Made without the lock held; another thread may have made it meanwhile.
+    let signer = signer_header_fields(message::SignerIdentity::new(cert, chain)?)?;
+    let mut cache = lock();
+    let at = match cache.iter().position(ours) {
+        Some(at) => at,
+        None => {
+            cache.retain(|e| e.config.strong_count() > 0);
+            if cache.len() >= CONFIG_CACHE_MAX {
+                cache.remove(0);
+            }
+            cache.push(ConfigEntry {
+                config: Arc::downgrade(config),
+                signer,
+                named: None,
+            });
+            cache.len() - 1
+        }
+    };
+    Ok(f(&mut cache[at]))
+}
 
 /// [`SignerFields`] for the signature credentials (`cert`, `chain`) of `config`, remembered.
 fn config_signer_fields(
@@ -1361,25 +1401,44 @@ fn config_signer_fields(
     cert: &X509,
     chain: &[X509],
 ) -> Result<SignerFields> {
-    let ours = |w: &std::sync::Weak<ClientConfig>| std::ptr::eq(w.as_ptr(), Arc::as_ptr(config));
-    let lock = || {
-        CONFIG_SIGNER_FIELDS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    with_config_entry(config, cert, chain, |e| e.signer.clone())
+}
+
+/// Whether requests with the header fields `fields` are signed with `cert`.
+fn signs_with(fields: &SignerFields, cert: &CmpCertificate) -> bool {
+    fields
+        .3
+        .as_ref()
+        .and_then(|e| e.first())
+        .is_some_and(|c| c.der() == cert.der())
+}
+
+/// The [`NamedCert`] of `cert`, which a kur or rr under `config` names: remembered with the
+/// configuration if `cert` is its signature certificate, else read.
+fn named_cert(
+    config: &Arc<ClientConfig>,
+    cert: &CmpCertificate,
+    what: &'static str,
+) -> Result<Arc<NamedCert>> {
+    let read = || NamedCert::read(cert, what).map(Arc::new);
+    let Some(Credentials::Signature {
+        cert: own, chain, ..
+    }) = &config.credentials
+    else {
+        return read();
     };
-    if let Some((_, f)) = lock().iter().find(|(w, _)| ours(w)) {
-        return Ok(f.clone());
-    }
-    let fields = signer_header_fields(message::SignerIdentity::new(cert, chain)?)?;
-    let mut cache = lock();
-    if !cache.iter().any(|(w, _)| ours(w)) {
-        cache.retain(|(w, _)| w.strong_count() > 0);
-        if cache.len() >= CONFIG_SIGNER_FIELDS_MAX {
-            cache.remove(0);
+    let remembered = with_config_entry(config, own, chain, |e| {
+        signs_with(&e.signer, cert).then(|| e.named.clone())
+    })?;
+    match remembered {
+        None => read(),
+        Some(Some(named)) => Ok(named),
+        Some(None) => {
+            let named = read()?;
+            with_config_entry(config, own, chain, |e| e.named = Some(named.clone()))?;
+            Ok(named)
         }
-        cache.push((Arc::downgrade(config), fields.clone()));
     }
-    Ok(fields)
 }
 
 fn signer_header_fields(id: message::SignerIdentity) -> Result<SignerFields> {
@@ -1545,7 +1604,7 @@ fn cert_req_msg(
 /// certHash: the hash the certificate's signature algorithm uses (RFC 9810 §5.3.18, RFC 9481).
 pub(crate) fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
     use openssl::sha::{Sha256, Sha384, Sha512};
-    let sig_oid = crate::asn1::CertFields::read(cert_der)?.signature_algorithm;
+    let sig_oid = crate::asn1::CertFields::signature_algorithm_of(cert_der)?;
     // SHA-2 through OpenSSL's low-level functions: no digest fetch, no context allocation.
     Ok(match sig_oid {
         o if o == oid::ECDSA_SHA384 || o == oid::RSA_SHA384 => {

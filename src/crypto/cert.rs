@@ -103,6 +103,8 @@ pub struct ValidatedCert {
     sha256: OnceLock<[u8; 32]>,
     /// `public_key`, with verification contexts kept for the messages it signs.
     verifier: VerifyingKey,
+    /// Where [`fields`](Self::fields) are in `der`, read once (or why they do not read).
+    fields: der::Result<crate::asn1::CertFieldSpans>,
 }
 
 impl ValidatedCert {
@@ -116,10 +118,12 @@ impl ValidatedCert {
     /// [`new`](Self::new) for `cert` parsed from `der`.
     fn with_der(cert: X509, der: Vec<u8>) -> Result<Self> {
         let public_key = cert.public_key()?;
+        let fields = crate::asn1::CertFields::read(&der).map(|f| f.spans(&der));
         Ok(ValidatedCert {
             subject_der: cert.subject_name().to_der()?,
             sha256: OnceLock::new(),
             verifier: VerifyingKey::new(public_key.clone()),
+            fields,
             public_key,
             der,
             cert,
@@ -130,6 +134,20 @@ impl ValidatedCert {
     /// remembers is hashed once while remembered, not for every message).
     pub fn sha256(&self) -> &[u8; 32] {
         self.sha256.get_or_init(|| openssl::sha::sha256(&self.der))
+    }
+
+    /// The certificate's fields (serial, issuer, subject, ...), read once when it was
+    /// validated: a signer's certificate is read once while the [`TrustStore`] remembers it,
+    /// not for every message. An error if they do not read (OpenSSL, which parsed the
+    /// certificate, accepts some encodings that `der` refuses).
+    pub fn fields(&self) -> der::Result<crate::asn1::CertFields<'_>> {
+        match &self.fields {
+            // `der` is a public field: should it have been cut short, read what it holds.
+            Ok(spans) => spans
+                .fields(&self.der)
+                .map_or_else(|| crate::asn1::CertFields::read(&self.der), Ok),
+            Err(e) => Err(*e),
+        }
     }
 
     /// Verify `sig` over the concatenation of `parts` with the certificate's key, on a
@@ -313,6 +331,18 @@ mod tests {
             .validate_der(&server, || panic!("remembered: no intermediates needed"))
             .unwrap();
         assert!(Arc::ptr_eq(&first, &again));
+    }
+
+    #[test]
+    fn a_validated_certificate_keeps_the_fields_read_from_its_der() {
+        let v = ValidatedCert::new(vec_cert("server.crt")).unwrap();
+        let read = crate::asn1::CertFields::read(&v.der).unwrap();
+        assert_eq!(v.fields().unwrap(), read);
+        assert_eq!(v.fields().unwrap().subject, v.subject_der.as_slice());
+        // The DER is a public field: emptied, there are no fields (and no panic).
+        let mut other = ValidatedCert::new(vec_cert("server.crt")).unwrap();
+        other.der.clear();
+        assert!(other.fields().is_err());
     }
 
     #[test]

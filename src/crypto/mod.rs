@@ -5,6 +5,7 @@ pub mod cert;
 pub mod decrypt;
 mod key;
 mod pubkey;
+pub(crate) mod random;
 
 pub use cert::{TrustStore, ValidatedCert};
 pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};

@@ -231,10 +231,12 @@ pub fn null_dn() -> GeneralName {
     GeneralName::DirectoryName(Name::default())
 }
 
-/// `n` bytes from OpenSSL's CSPRNG.
+/// `n` octets from OpenSSL's CSPRNG for public values (nonces, transactionIDs, serial
+/// numbers), never handed out twice, also not across `fork()`. Small requests are served
+/// from a per-thread block of octets drawn at once; not for secret values (keys).
 pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
     let mut v = vec![0u8; n];
-    openssl::rand::rand_bytes(&mut v)?;
+    crate::crypto::random::fill_public(&mut v)?;
     Ok(v)
 }
 

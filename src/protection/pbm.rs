@@ -67,7 +67,7 @@ impl PbmConfig {
                 "PBM iteration count must be ≥ 1",
             );
         }
-        openssl::rand::rand_bytes(&mut salt)?;
+        crate::crypto::random::fill_public(&mut salt)?;
         let params = PbmParameter {
             salt: OctetString::new(salt)?,
             owf: AlgorithmIdentifierOwned {

@@ -72,7 +72,7 @@ impl Pbmac1Config {
                 ),
             );
         }
-        openssl::rand::rand_bytes(&mut salt)?;
+        crate::crypto::random::fill_public(&mut salt)?;
         let kdf = Pbkdf2Params {
             salt: OctetString::new(salt)?,
             iteration_count: u64_to_int(self.iterations.into())?,

@@ -469,6 +469,9 @@ enum Auth {
 struct Authenticated {
     auth: Auth,
     requester: Requester,
+    /// The validated certificate of a [`Requester::Signature`] (the same certificate), as
+    /// the trust store keeps it; `None` for the other requesters.
+    signer: Option<Arc<crate::crypto::ValidatedCert>>,
     /// `requester.identity()`, computed once (from the SHA-256 that the trust store keeps
     /// with a signer's certificate).
     identity: Vec<u8>,
@@ -680,6 +683,7 @@ impl Server {
                     },
                     identity: requester.identity(),
                     requester,
+                    signer: None,
                 })
             }
             Some(ProtectionKind::Signature) => {
@@ -707,6 +711,7 @@ impl Server {
                         cert_der: signer.der.clone(),
                     },
                     identity: signature_identity(signer.sha256()),
+                    signer: Some(signer),
                 })
             }
         }
@@ -839,7 +844,7 @@ impl Server {
         tid: &[u8],
         a: &Authenticated,
     ) -> Checked<Vec<u8>> {
-        let mut info = self.request_info(kind, msg, tid, &a.requester, 0)?;
+        let mut info = self.request_info(kind, msg, tid, a, 0)?;
         let generated = if info.central_keygen {
             Some(self.generate_key(&msgs[0], &mut info)?)
         } else {
@@ -948,11 +953,7 @@ impl Server {
     /// signer's certificate is the one updated. For a kur that is MAC-protected, or signed by
     /// an RA (which vouches for the end entity), it is what oldCertID names, if anything: the
     /// CA decides.
-    fn check_old_cert_id(
-        &self,
-        crm: &CertReqMsg,
-        requester: &Requester,
-    ) -> Checked<Option<CertId>> {
+    fn check_old_cert_id(&self, crm: &CertReqMsg, a: &Authenticated) -> Checked<Option<CertId>> {
         let control = crm
             .cert_req
             .controls
@@ -966,9 +967,11 @@ impl Server {
                 })
             })
             .transpose()?;
-        let signer = match requester {
-            Requester::Signature { cert_der } if !self.may_act_as_ra(cert_der) => Some(
-                crate::asn1::CertFields::read(cert_der)
+        // The fields read once when the signer's certificate was validated.
+        let signer = match &a.signer {
+            Some(signer) if !self.may_act_as_ra(&signer.der) => Some(
+                signer
+                    .fields()
                     .map_err(|e| internal("signer certificate", e))?,
             ),
             _ => None,
@@ -1015,7 +1018,7 @@ impl Server {
         kind: RequestKind,
         msg: &PkiMessage,
         tid: &[u8],
-        requester: &Requester,
+        a: &Authenticated,
         polls: u32,
     ) -> Checked<CertRequestInfo> {
         let implicit_confirm_requested = message::has_implicit_confirm(&msg.header);
@@ -1030,7 +1033,7 @@ impl Server {
             csr,
             old_cert_id: None,
             central_keygen: false,
-            requester: requester.clone(),
+            requester: a.requester.clone(),
             implicit_confirm_requested,
             polls,
         };
@@ -1116,7 +1119,7 @@ impl Server {
                     None,
                 );
                 if kind == RequestKind::Kur {
-                    info.old_cert_id = self.check_old_cert_id(crm, requester)?;
+                    info.old_cert_id = self.check_old_cert_id(crm, a)?;
                 }
                 info.central_keygen = central_keygen;
                 Ok(info)
@@ -1530,7 +1533,7 @@ impl Server {
                 _ => return Err(internal("stored request", "not a certificate request")),
             };
             let polls = rec.polls.saturating_add(1);
-            let info = self.request_info(kind, &original, tid, &a.requester, polls)?;
+            let info = self.request_info(kind, &original, tid, a, polls)?;
             let decision = self.ask("certificate request", || {
                 self.handler.certificate_request(&info)
             })?;
@@ -1790,6 +1793,7 @@ impl Server {
             auth: Auth::Signature,
             requester: ra.requester.clone(),
             identity: ra.identity.clone(),
+            signer: ra.signer.clone(),
         };
         let pre = (|| -> Checked<()> {
             if matches!(msg.body, PkiBody::Nested(_)) {

@@ -297,7 +297,7 @@ impl Ra {
         };
         let mut new_body = None;
         if let Some(kind) = kind {
-            let info = s.request_info(kind, msg, tid, &a.requester, 0)?;
+            let info = s.request_info(kind, msg, tid, a, 0)?;
             let crm = match &msg.body {
                 PkiBody::Ir(m)
                 | PkiBody::Cr(m)
