@@ -9,7 +9,10 @@
 //! is checked as x509-cert would decode it, without allocating, and kept as its DER.
 
 use super::{InfoTypeAndValue, PkiFreeText};
-use der::asn1::{AnyRef, ContextSpecificRef, GeneralizedTime, ObjectIdentifier, OctetString};
+use der::asn1::{
+    AnyRef, ContextSpecificRef, GeneralizedTime, ObjectIdentifier, OctetString, OctetStringRef,
+};
+use der::referenced::RefToOwned;
 use der::{
     Decode, DecodeValue, Encode, ErrorKind, FixedTag, Header, Length, Reader, Sequence,
     SliceReader, Tag, TagMode, TagNumber, Writer,
@@ -101,11 +104,11 @@ impl<'a> DecodeValue<'a> for PkiHeader {
                     match n {
                         0 => h.message_time = Some(r.decode()?),
                         1 => h.protection_alg = Some(r.decode()?),
-                        2 => h.sender_kid = Some(r.decode()?),
-                        3 => h.recip_kid = Some(r.decode()?),
-                        4 => h.transaction_id = Some(r.decode()?),
-                        5 => h.sender_nonce = Some(r.decode()?),
-                        6 => h.recip_nonce = Some(r.decode()?),
+                        2 => h.sender_kid = Some(octet_string(r)?),
+                        3 => h.recip_kid = Some(octet_string(r)?),
+                        4 => h.transaction_id = Some(octet_string(r)?),
+                        5 => h.sender_nonce = Some(octet_string(r)?),
+                        6 => h.recip_nonce = Some(octet_string(r)?),
                         7 => h.free_text = Some(r.decode()?),
                         _ => h.general_info = Some(r.decode()?),
                     }
@@ -115,6 +118,12 @@ impl<'a> DecodeValue<'a> for PkiHeader {
             Ok(h)
         })
     }
+}
+
+/// An OCTET STRING, copied out of the input once (der's `OctetString` decoder zeroes its
+/// buffer before copying).
+fn octet_string<'a>(r: &mut impl Reader<'a>) -> der::Result<OctetString> {
+    Ok(OctetStringRef::decode(r)?.ref_to_owned())
 }
 
 /// An optional field as `[n] EXPLICIT`, for encoding.
@@ -175,6 +184,18 @@ struct RoomWriter<'a> {
     len: usize,
 }
 
+impl<'a> RoomWriter<'a> {
+    /// An empty writer into `room`.
+    fn new(room: &'a mut [u8]) -> Self {
+        RoomWriter { room, len: 0 }
+    }
+
+    /// What was written.
+    fn written(self) -> &'a [u8] {
+        &self.room[..self.len]
+    }
+}
+
 impl Writer for RoomWriter<'_> {
     fn write(&mut self, slice: &[u8]) -> der::Result<()> {
         let end = self.len + slice.len();
@@ -204,13 +225,9 @@ impl Encode for PkiHeader {
 
     fn encode(&self, writer: &mut impl Writer) -> der::Result<()> {
         let mut room = [0u8; ENCODE_ROOM];
-        let mut w = RoomWriter {
-            room: &mut room,
-            len: 0,
-        };
+        let mut w = RoomWriter::new(&mut room);
         if self.encode_fields(&mut w).is_ok() {
-            let len = w.len;
-            let value = &room[..len];
+            let value = w.written();
             Header::new(Tag::Sequence, value.len())?.encode(writer)?;
             return writer.write(value);
         }
@@ -318,21 +335,31 @@ struct AttributeTypeAndValueRef<'a> {
     value: AnyRef<'a>,
 }
 
-/// Whether `name` (the contents of a directoryName) is a Name whose every RDN holds one
-/// attribute, checked with der's decoders of the types x509-cert decodes a Name into:
-/// `SEQUENCE OF SET OF SEQUENCE { OBJECT IDENTIFIER, ANY }`. A SET of one element needs no
-/// ordering check; other Names (multi-valued or empty RDNs, rare) are left to x509-cert.
-fn check_single_valued_name(name: &[u8]) -> der::Result<()> {
-    let mut r = SliceReader::new(name)?;
-    r.sequence(|rdns| {
-        while !rdns.is_finished() {
-            let set = Header::decode(rdns)?;
-            set.tag.assert_eq(Tag::Set)?;
-            rdns.read_nested(set.length, AttributeTypeAndValueRef::decode)?;
-        }
-        Ok::<_, der::Error>(())
-    })?;
-    r.finish(())
+/// Check that `tlv` is a GeneralName x509-cert decodes. The usual directoryName, with one
+/// attribute per RDN, is checked with der's decoders of the types x509-cert decodes a Name
+/// into (`SEQUENCE OF SET OF SEQUENCE { OBJECT IDENTIFIER, ANY }`; a SET of one element needs
+/// no ordering check), without allocating; anything else gets x509-cert's own verdict.
+fn check_general_name(tlv: &[u8]) -> der::Result<()> {
+    let single_valued_directory_name = || -> der::Result<()> {
+        let mut r = SliceReader::new(tlv)?;
+        let header = Header::decode(&mut r)?;
+        header.tag.assert_eq(DIRECTORY_NAME)?;
+        r.read_nested(header.length, |r| {
+            r.sequence(|rdns| {
+                while !rdns.is_finished() {
+                    let set = Header::decode(rdns)?;
+                    set.tag.assert_eq(Tag::Set)?;
+                    rdns.read_nested(set.length, AttributeTypeAndValueRef::decode)?;
+                }
+                Ok::<_, der::Error>(())
+            })
+        })?;
+        r.finish(())
+    };
+    if single_valued_directory_name().is_err() {
+        GeneralName::from_der(tlv)?;
+    }
+    Ok(())
 }
 
 /// How many names [`RECENT_NAMES`] keeps.
@@ -349,6 +376,9 @@ thread_local! {
         const { RefCell::new([const { None }; RECENT_NAMES_MAX]) };
 }
 
+/// Room on the stack for a name's DER while it is checked (longer ones take an allocation).
+const NAME_ROOM: usize = 256;
+
 impl<'a> Decode<'a> for CmpName {
     type Error = der::Error;
 
@@ -358,29 +388,30 @@ impl<'a> Decode<'a> for CmpName {
         if header.tag == DIRECTORY_NAME && *value == NULL_DN_DER[2..] {
             return Ok(Self::null_dn());
         }
-        // The same tag and length (so the same DER header) and the same contents.
-        let same = |(h, der): &RecentName| *h == header && der.ends_with(value);
-        let recent = RECENT_NAMES.with_borrow_mut(|names| {
-            let at = names.iter().position(|n| n.as_ref().is_some_and(same))?;
-            names[..=at].rotate_right(1);
-            names[0].as_ref().map(|(_, der)| der.clone())
-        });
-        if let Some(der) = recent {
-            return Ok(CmpName { der });
-        }
-        let mut head = [0u8; 8];
-        let head = header.encode_to_slice(&mut head)?;
-        let der: Arc<[u8]> = head.iter().chain(value).copied().collect();
-        // The usual directoryName is checked without allocating; anything else gets x509-cert's
-        // verdict.
-        if header.tag != DIRECTORY_NAME || check_single_valued_name(value).is_err() {
-            GeneralName::from_der(&der)?;
-        }
         RECENT_NAMES.with_borrow_mut(|names| {
-            names.rotate_right(1);
-            names[0] = Some((header, der.clone()));
-        });
-        Ok(CmpName { der })
+            // The same tag and length (so the same DER header) and the same contents.
+            let same = |(h, der): &RecentName| *h == header && der.ends_with(value);
+            match names.iter().position(|n| n.as_ref().is_some_and(same)) {
+                Some(at) => names[..=at].rotate_right(1),
+                None => {
+                    let mut room = [0u8; NAME_ROOM];
+                    let mut w = RoomWriter::new(&mut room);
+                    let long;
+                    let tlv = match header.encode(&mut w).and_then(|()| w.write(value)) {
+                        Ok(()) => w.written(),
+                        Err(_) => {
+                            long = [header.to_der()?.as_slice(), value].concat();
+                            &long
+                        }
+                    };
+                    check_general_name(tlv)?;
+                    names.rotate_right(1);
+                    names[0] = Some((header, Arc::from(tlv)));
+                }
+            }
+            let (_, der) = names[0].as_ref().ok_or(ErrorKind::Failed)?;
+            Ok(CmpName { der: der.clone() })
+        })
     }
 }
 
@@ -443,5 +474,394 @@ impl std::fmt::Display for CmpName {
 impl std::fmt::Debug for CmpName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CmpName({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asn1::oid;
+    use der::asn1::Any;
+    use std::str::FromStr;
+
+    /// The header as der's derive decoded and encoded it before: the reference for the
+    /// encoding, and for what is accepted apart from field order.
+    #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+    struct DerivedHeader {
+        pvno: u8,
+        sender: GeneralName,
+        recipient: GeneralName,
+        #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+        message_time: Option<GeneralizedTime>,
+        #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+        protection_alg: Option<AlgorithmIdentifierOwned>,
+        #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+        sender_kid: Option<OctetString>,
+        #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+        recip_kid: Option<OctetString>,
+        #[asn1(context_specific = "4", tag_mode = "EXPLICIT", optional = "true")]
+        transaction_id: Option<OctetString>,
+        #[asn1(context_specific = "5", tag_mode = "EXPLICIT", optional = "true")]
+        sender_nonce: Option<OctetString>,
+        #[asn1(context_specific = "6", tag_mode = "EXPLICIT", optional = "true")]
+        recip_nonce: Option<OctetString>,
+        #[asn1(context_specific = "7", tag_mode = "EXPLICIT", optional = "true")]
+        free_text: Option<PkiFreeText>,
+        #[asn1(context_specific = "8", tag_mode = "EXPLICIT", optional = "true")]
+        general_info: Option<Vec<InfoTypeAndValue>>,
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_str(s).unwrap()
+    }
+
+    fn octets(b: &[u8]) -> OctetString {
+        OctetString::new(b).unwrap()
+    }
+
+    /// A derived header with every optional field whose bit is set in `present`.
+    fn derived(present: u16) -> DerivedHeader {
+        let on = |bit: u16| present & (1 << bit) != 0;
+        DerivedHeader {
+            pvno: 2,
+            sender: GeneralName::DirectoryName(name("CN=sender,O=Example")),
+            recipient: GeneralName::DirectoryName(name("CN=recipient")),
+            message_time: on(0).then(|| {
+                GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(1_700_000_000))
+                    .unwrap()
+            }),
+            protection_alg: on(1).then_some(AlgorithmIdentifierOwned {
+                oid: oid::ECDSA_SHA256,
+                parameters: None,
+            }),
+            sender_kid: on(2).then(|| octets(&[2; 20])),
+            recip_kid: on(3).then(|| octets(&[3; 20])),
+            transaction_id: on(4).then(|| octets(&[4; 16])),
+            sender_nonce: on(5).then(|| octets(&[5; 16])),
+            recip_nonce: on(6).then(|| octets(&[6; 16])),
+            free_text: on(7).then(|| vec!["free".to_owned(), "text".to_owned()]),
+            general_info: on(8).then(|| {
+                vec![InfoTypeAndValue {
+                    oid: oid::IT_IMPLICIT_CONFIRM,
+                    value: Some(Any::from(der::asn1::Null)),
+                }]
+            }),
+        }
+    }
+
+    /// The same header as a [`PkiHeader`].
+    fn ours(d: &DerivedHeader) -> PkiHeader {
+        PkiHeader {
+            pvno: d.pvno,
+            sender: CmpName::try_from(&d.sender).unwrap(),
+            recipient: CmpName::try_from(&d.recipient).unwrap(),
+            message_time: d.message_time,
+            protection_alg: d.protection_alg.clone(),
+            sender_kid: d.sender_kid.clone(),
+            recip_kid: d.recip_kid.clone(),
+            transaction_id: d.transaction_id.clone(),
+            sender_nonce: d.sender_nonce.clone(),
+            recip_nonce: d.recip_nonce.clone(),
+            free_text: d.free_text.clone(),
+            general_info: d.general_info.clone(),
+        }
+    }
+
+    /// `der` with its outer SEQUENCE's length set to fit its contents (short or 0x81 form).
+    fn resequence(contents: &[u8]) -> Vec<u8> {
+        let mut out = Header::new(Tag::Sequence, contents.len())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        out.extend_from_slice(contents);
+        out
+    }
+
+    /// The TLVs inside the outer SEQUENCE of `der`.
+    fn fields(der: &[u8]) -> Vec<Vec<u8>> {
+        let mut r = SliceReader::new(der).unwrap();
+        r.sequence(|r| {
+            let mut v = Vec::new();
+            while !r.is_finished() {
+                v.push(r.tlv_bytes()?.to_vec());
+            }
+            Ok::<_, der::Error>(v)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_combination_of_optional_fields_encodes_and_decodes_as_the_derived_sequence() {
+        for present in 0..1u16 << 9 {
+            let d = derived(present);
+            let reference = d.to_der().unwrap();
+            let h = ours(&d);
+            assert_eq!(
+                h.encoded_len().unwrap(),
+                reference.len().try_into().unwrap()
+            );
+            assert_eq!(h.to_der().unwrap(), reference, "fields {present:#011b}");
+            let decoded = PkiHeader::from_der(&reference).unwrap();
+            assert_eq!(decoded, h, "fields {present:#011b}");
+            // Nested in a longer encoding (the PKIMessage's) as well.
+            let mut buf = vec![0xff; 3];
+            h.encode_to_vec(&mut buf).unwrap();
+            assert_eq!(&buf[3..], reference.as_slice());
+        }
+    }
+
+    #[test]
+    fn a_header_too_long_for_the_stack_room_encodes_the_same() {
+        let mut d = derived(0x1ff);
+        d.free_text = Some(vec!["x".repeat(2 * ENCODE_ROOM)]);
+        let reference = d.to_der().unwrap();
+        assert_eq!(ours(&d).to_der().unwrap(), reference);
+        assert_eq!(PkiHeader::from_der(&reference).unwrap(), ours(&d));
+    }
+
+    #[test]
+    fn optional_fields_out_of_order_or_repeated_are_refused() {
+        let der = derived(0b0_0111_0101).to_der().unwrap(); // [0] [2] [4] [5] [6]
+        let f = fields(&der);
+        let (pvno_names, opt) = f.split_at(3);
+        let build = |order: &[usize]| {
+            let mut c = pvno_names.concat();
+            for &i in order {
+                c.extend_from_slice(&opt[i]);
+            }
+            resequence(&c)
+        };
+        assert!(PkiHeader::from_der(&build(&[0, 1, 2, 3, 4])).is_ok());
+        for order in [
+            &[1, 0, 2, 3, 4][..], // [2] before [0]
+            &[0, 2, 1, 3, 4],     // [4] before [2]
+            &[0, 1, 2, 4, 3],     // [6] before [5]
+            &[0, 1, 1, 2, 3, 4],  // [2] twice
+            &[0, 1, 2, 3, 4, 4],  // [6] twice, last
+            &[0, 0, 1, 2, 3, 4],  // [0] twice, first
+        ] {
+            let bad = build(order);
+            let e = PkiHeader::from_der(&bad).unwrap_err();
+            assert!(
+                matches!(e.kind(), ErrorKind::TagUnexpected { .. }),
+                "{order:?}: {e}"
+            );
+        }
+        // der's derived decoder skipped a lower-numbered field it met while looking for the
+        // next one: it took a repeated [2] (and dropped it) without an error.
+        let repeated = build(&[0, 1, 1, 2, 3, 4]);
+        assert!(DerivedHeader::from_der(&repeated).is_ok());
+    }
+
+    #[test]
+    fn unknown_primitive_or_misplaced_fields_are_refused() {
+        let der = derived(0b0_0001_0000).to_der().unwrap(); // [4] only
+        let f = fields(&der);
+        let head = f[..3].concat();
+        let with = |extra: &[u8]| resequence(&[head.as_slice(), extra].concat());
+        for extra in [
+            &[0xa9, 0x02, 0x05, 0x00][..],         // [9]: no such field
+            &[0x84, 0x02, 0x04, 0x00],             // [4] primitive: EXPLICIT must be constructed
+            &[0x04, 0x00],                         // an OCTET STRING without its tag
+            &[0xa4, 0x03, 0x04, 0x00, 0x00],       // trailing octet inside [4]
+            &[0xa4, 0x02, 0x02, 0x00],             // [4] holding an INTEGER
+            &[0xa4, 0x04, 0x04, 0x00, 0x04, 0x00], // [4] holding two OCTET STRINGs
+            &[0xa4, 0x03, 0x04, 0x02, 0x00],       // truncated OCTET STRING
+        ] {
+            let bad = with(extra);
+            assert!(PkiHeader::from_der(&bad).is_err(), "{extra:02x?}");
+            assert!(DerivedHeader::from_der(&bad).is_err(), "{extra:02x?}");
+        }
+        // No recipient; the pvno missing.
+        assert!(PkiHeader::from_der(&resequence(&f[..2].concat())).is_err());
+        assert!(PkiHeader::from_der(&resequence(&f[1..].concat())).is_err());
+        // A non-canonical length of the outer SEQUENCE.
+        let mut long_form = vec![0x30, 0x81, u8::try_from(der.len() - 2).unwrap()];
+        long_form.extend_from_slice(&der[2..]);
+        assert!(PkiHeader::from_der(&long_form).is_err());
+    }
+
+    /// GeneralNames, well-formed or not: each is accepted as a [`CmpName`] exactly when
+    /// x509-cert's `GeneralName` accepts it.
+    fn name_corpus() -> Vec<Vec<u8>> {
+        let dn = |s: &str| GeneralName::DirectoryName(name(s)).to_der().unwrap();
+        let cn = dn("CN=a");
+        let mut v = vec![
+            NULL_DN_DER.to_vec(),
+            cn.clone(),
+            dn("CN=Device 1,OU=Unit,O=Example,C=DE"),
+            dn("CN=a+O=b"), // multi-valued RDN
+            GeneralName::DnsName(der::asn1::Ia5String::new("example.com").unwrap())
+                .to_der()
+                .unwrap(),
+            GeneralName::from(std::net::IpAddr::from([192, 0, 2, 1]))
+                .to_der()
+                .unwrap(),
+            GeneralName::RegisteredId(oid::ECDSA_SHA256)
+                .to_der()
+                .unwrap(),
+            // [4] { SEQUENCE { SET {} } }: an empty RDN (x509-cert takes it)
+            vec![0xa4, 0x04, 0x30, 0x02, 0x31, 0x00],
+            // a multi-valued RDN out of DER order, and one with a duplicate
+            multi_valued(&[(b"\x55\x04\x0a", b"b"), (b"\x55\x04\x03", b"a")]),
+            multi_valued(&[(b"\x55\x04\x03", b"a"), (b"\x55\x04\x03", b"a")]),
+            // an OID with a non-minimal arc (a leading 0x80 octet), which const-oid takes
+            vec![
+                0xa4, 0x0f, 0x30, 0x0d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x04, 0x55, 0x80, 0x04, 0x03,
+                0x0c, 0x01, 0x61,
+            ],
+            // [3] x400Address: not a choice x509-cert knows
+            vec![0xa3, 0x02, 0x30, 0x00],
+            // [4] primitive
+            vec![0x84, 0x02, 0x30, 0x00],
+            // [4] holding a SET instead of a SEQUENCE
+            vec![0xa4, 0x02, 0x31, 0x00],
+            // [4] with a trailing octet after the Name
+            vec![0xa4, 0x04, 0x30, 0x00, 0x05, 0x00],
+            // an RDN that is a SEQUENCE instead of a SET
+            vec![0xa4, 0x04, 0x30, 0x02, 0x30, 0x00],
+            // an attribute without a value, and one with an INTEGER for its type
+            vec![
+                0xa4, 0x0b, 0x30, 0x09, 0x31, 0x07, 0x30, 0x05, 0x06, 0x03, 0x55, 0x04, 0x03,
+            ],
+            vec![
+                0xa4, 0x0d, 0x30, 0x0b, 0x31, 0x09, 0x30, 0x07, 0x02, 0x01, 0x01, 0x0c, 0x02, 0x61,
+                0x62,
+            ],
+            // a value whose length runs past its attribute
+            vec![
+                0xa4, 0x0e, 0x30, 0x0c, 0x31, 0x0a, 0x30, 0x08, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c,
+                0x02, 0x61,
+            ],
+            // empty; only a tag
+            vec![],
+            vec![0xa4],
+        ];
+        // every truncation of a good name
+        for n in 1..cn.len() {
+            v.push(cn[..n].to_vec());
+        }
+        v
+    }
+
+    /// `[4] { SEQUENCE { SET { SEQUENCE { OID, UTF8String } ... } } }` with the attributes in
+    /// the given order.
+    fn multi_valued(atvs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut set = Vec::new();
+        for (oid, value) in atvs {
+            let atv = [
+                &[0x06, u8::try_from(oid.len()).unwrap()][..],
+                oid,
+                &[0x0c, u8::try_from(value.len()).unwrap()],
+                value,
+            ]
+            .concat();
+            set.extend_from_slice(&[0x30, u8::try_from(atv.len()).unwrap()]);
+            set.extend_from_slice(&atv);
+        }
+        let rdn = [&[0x31, u8::try_from(set.len()).unwrap()][..], &set].concat();
+        let seq = [&[0x30, u8::try_from(rdn.len()).unwrap()][..], &rdn].concat();
+        [&[0xa4, u8::try_from(seq.len()).unwrap()][..], &seq].concat()
+    }
+
+    #[test]
+    fn names_are_accepted_exactly_when_x509_cert_accepts_them() {
+        let mut accepted = 0;
+        for der in name_corpus() {
+            // Twice: the second decode may find the first in the recent names.
+            for _ in 0..2 {
+                let x509 = GeneralName::from_der(&der);
+                let ours = CmpName::from_der(&der);
+                assert_eq!(
+                    ours.is_ok(),
+                    x509.is_ok(),
+                    "{der:02x?}: {ours:?} / {x509:?}"
+                );
+                if let Ok(n) = ours {
+                    assert_eq!(n.der(), der.as_slice());
+                    assert_eq!(n.to_der().unwrap(), der);
+                    assert_eq!(n.general_name().unwrap(), x509.unwrap());
+                    accepted += 1;
+                }
+            }
+        }
+        // The eight well-formed names, the RDN out of order and the non-minimal OID arc.
+        assert_eq!(accepted, 2 * 10);
+    }
+
+    #[test]
+    fn a_malformed_name_fails_the_header_with_a_der_error() {
+        let der = derived(0b0_0011_0101).to_der().unwrap();
+        let f = fields(&der);
+        for bad in [vec![0xa4, 0x02, 0x31, 0x00], vec![0xa3, 0x02, 0x30, 0x00]] {
+            let as_sender = resequence(&[f[0].as_slice(), &bad, &f[2..].concat()].concat());
+            let as_recipient =
+                resequence(&[&f[..2].concat(), bad.as_slice(), &f[3..].concat()].concat());
+            for h in [as_sender, as_recipient] {
+                assert!(PkiHeader::from_der(&h).is_err());
+                assert!(crate::message::decode(&h, 1 << 20).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn recent_names_share_their_bytes_and_only_checked_ones_are_kept() {
+        let der = GeneralName::DirectoryName(name("CN=shared name"))
+            .to_der()
+            .unwrap();
+        let a = CmpName::from_der(&der).unwrap();
+        let b = CmpName::from_der(&der).unwrap();
+        assert!(Arc::ptr_eq(&a.der, &b.der));
+        // Pushed out by RECENT_NAMES_MAX others, it is checked and copied again.
+        for i in 0..RECENT_NAMES_MAX {
+            let other = GeneralName::DirectoryName(name(&format!("CN=other {i}")));
+            CmpName::from_der(&other.to_der().unwrap()).unwrap();
+        }
+        let c = CmpName::from_der(&der).unwrap();
+        assert!(!Arc::ptr_eq(&a.der, &c.der));
+        assert_eq!(a, c);
+        // A refused name is refused every time.
+        let bad = [0xa4, 0x02, 0x31, 0x00];
+        assert!(CmpName::from_der(&bad).is_err());
+        assert!(CmpName::from_der(&bad).is_err());
+        // The NULL-DN is always the shared static.
+        let n = CmpName::from_der(&NULL_DN_DER).unwrap();
+        assert!(Arc::ptr_eq(&n.der, &CmpName::null_dn().der));
+    }
+
+    #[test]
+    fn name_accessors_give_the_directory_name_its_der_and_text() {
+        let n = name("CN=Device 1,O=Example");
+        let c = CmpName::try_from(&n).unwrap();
+        assert_eq!(
+            c.der(),
+            GeneralName::DirectoryName(n.clone()).to_der().unwrap()
+        );
+        assert_eq!(c.directory_name_der(), Some(n.to_der().unwrap().as_slice()));
+        assert_eq!(c.directory_name().unwrap(), Some(n.clone()));
+        assert_eq!(CmpName::from_name_der(&n.to_der().unwrap()).unwrap(), c);
+        assert_eq!(c.to_string(), "CN=Device 1,O=Example");
+        assert_eq!(format!("{c:?}"), "CmpName(CN=Device 1,O=Example)");
+        assert!(!c.is_null_dn());
+        assert!(CmpName::from_name_der(&[0x31, 0x00]).is_err());
+
+        let null = CmpName::null_dn();
+        assert!(null.is_null_dn());
+        assert_eq!(
+            null.der(),
+            GeneralName::DirectoryName(Name::default())
+                .to_der()
+                .unwrap()
+        );
+        assert_eq!(null.directory_name().unwrap(), Some(Name::default()));
+        assert_eq!(CmpName::try_from(&Name::default()).unwrap(), null);
+
+        let dns = GeneralName::DnsName(der::asn1::Ia5String::new("example.com").unwrap());
+        let c = CmpName::try_from(&dns).unwrap();
+        assert_eq!(c.directory_name_der(), None);
+        assert_eq!(c.directory_name().unwrap(), None);
+        assert_eq!(c.to_string(), "dNSName:example.com");
+        let ip = CmpName::try_from(&GeneralName::from(std::net::IpAddr::from([192, 0, 2, 1])));
+        assert_eq!(ip.unwrap().to_string(), "iPAddress:192.0.2.1");
     }
 }
