@@ -5,8 +5,11 @@
 //! derived decoder peeked at the input for each of the nine optional fields, and the names
 //! were decoded into x509-cert's owned `Name` (one allocation per RDN, per attribute and per
 //! value) only to be compared byte for byte with a certificate subject or copied into the
-//! next message. Here each present optional field is dispatched on its tag once, and a name
-//! is checked as x509-cert would decode it, without allocating, and kept as its DER.
+//! next message. Here each present optional field is dispatched on its tag once; a name is
+//! checked as x509-cert would decode it, without allocating, and kept as its DER, and a name
+//! this thread decoded lately (the CA's, the end entity's: they repeat in every message of a
+//! transaction) is neither checked nor copied again. Encoding writes the fields on the stack
+//! first, which spares der's second pass over them for the length.
 
 use super::{InfoTypeAndValue, PkiFreeText};
 use der::asn1::{
@@ -244,7 +247,8 @@ impl Encode for PkiHeader {
 /// always holds a valid GeneralName. [`directory_name`](Self::directory_name) and
 /// [`general_name`](Self::general_name) decode it when needed;
 /// [`directory_name_der`](Self::directory_name_der) gives the Name's DER for comparing with
-/// a certificate's subject. Equality is equality of the DER. Clones share the bytes.
+/// a certificate's subject. Equality is equality of the DER. Clones share the bytes, and so
+/// do decodings of a name among the last few this thread decoded.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CmpName {
     der: Arc<[u8]>,
