@@ -380,7 +380,8 @@ thread_local! {
         const { RefCell::new([const { None }; RECENT_NAMES_MAX]) };
 }
 
-/// Room on the stack for a name's DER while it is checked (longer ones take an allocation).
+/// Room on the stack for a name's DER while it is checked; the longest name kept among the
+/// recent ones (so a thread keeps at most `RECENT_NAMES_MAX` times this many octets).
 const NAME_ROOM: usize = 256;
 
 impl<'a> Decode<'a> for CmpName {
@@ -400,14 +401,13 @@ impl<'a> Decode<'a> for CmpName {
                 None => {
                     let mut room = [0u8; NAME_ROOM];
                     let mut w = RoomWriter::new(&mut room);
-                    let long;
-                    let tlv = match header.encode(&mut w).and_then(|()| w.write(value)) {
-                        Ok(()) => w.written(),
-                        Err(_) => {
-                            long = [header.to_der()?.as_slice(), value].concat();
-                            &long
-                        }
-                    };
+                    if header.encode(&mut w).and_then(|()| w.write(value)).is_err() {
+                        // Longer than any usual name: checked, and not kept among the recent.
+                        let tlv = [header.to_der()?.as_slice(), value].concat();
+                        check_general_name(&tlv)?;
+                        return Ok(CmpName { der: tlv.into() });
+                    }
+                    let tlv = w.written();
                     check_general_name(tlv)?;
                     names.rotate_right(1);
                     names[0] = Some((header, Arc::from(tlv)));
@@ -828,6 +828,24 @@ mod tests {
         let bad = [0xa4, 0x02, 0x31, 0x00];
         assert!(CmpName::from_der(&bad).is_err());
         assert!(CmpName::from_der(&bad).is_err());
+        // A name longer than NAME_ROOM is checked as well, and not kept.
+        let long = GeneralName::DirectoryName(name(&format!("CN={}", "x".repeat(NAME_ROOM))))
+            .to_der()
+            .unwrap();
+        let (l1, l2) = (
+            CmpName::from_der(&long).unwrap(),
+            CmpName::from_der(&long).unwrap(),
+        );
+        assert_eq!(l1.der(), long.as_slice());
+        assert!(!Arc::ptr_eq(&l1.der, &l2.der));
+        let mut bad_long = long.clone();
+        let oid_at = long
+            .windows(5)
+            .position(|w| w == [0x06, 0x03, 0x55, 0x04, 0x03])
+            .unwrap();
+        bad_long[oid_at] = 0x04; // the commonName OID made an OCTET STRING
+        assert!(CmpName::from_der(&bad_long).is_err());
+        assert!(GeneralName::from_der(&bad_long).is_err());
         // The NULL-DN is always the shared static.
         let n = CmpName::from_der(&NULL_DN_DER).unwrap();
         assert!(Arc::ptr_eq(&n.der, &CmpName::null_dn().der));
