@@ -547,14 +547,8 @@ fn kur_of_a_der_certificate_takes_its_names_and_is_signed_as_its_subject() {
     // Signed with the old key as the old certificate's subject: senderKID is its
     // subjectKeyIdentifier, the recipient defaults to its issuer, it goes first in extraCerts.
     let h = &msg.header;
-    assert_eq!(
-        h.sender,
-        x509_cert::ext::pkix::name::GeneralName::DirectoryName(subject)
-    );
-    assert_eq!(
-        h.recipient,
-        x509_cert::ext::pkix::name::GeneralName::DirectoryName(issuer)
-    );
+    assert_eq!(h.sender.directory_name().unwrap(), Some(subject));
+    assert_eq!(h.recipient.directory_name().unwrap(), Some(issuer));
     assert_eq!(
         h.sender_kid.as_ref().unwrap().as_bytes(),
         old.subject_key_id().unwrap().as_slice()
@@ -1235,10 +1229,13 @@ fn self_signed_with_key(cn: &str) -> (Arc<SoftwareKey>, X509) {
 fn genm_signer(config: &Arc<ClientConfig>) -> (String, Vec<u8>) {
     let tx = Transaction::start(config.clone(), Operation::Genm(Vec::new())).unwrap();
     let msg = PkiMessage::from_der(tx.pending_request().unwrap()).unwrap();
-    let sender = match msg.header.sender {
-        x509_cert::ext::pkix::name::GeneralName::DirectoryName(n) => n.to_string(),
-        other => panic!("sender {other:?}"),
-    };
+    let sender = msg
+        .header
+        .sender
+        .directory_name()
+        .unwrap()
+        .expect("a directoryName")
+        .to_string();
     (sender, msg.extra_certs.unwrap()[0].der().to_vec())
 }
 

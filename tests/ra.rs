@@ -2,7 +2,7 @@
 //! in-process through `Transfer` closures (and once over HTTP). The EE uses a MAC with a
 //! secret only the RA knows; the RA signs upstream with a certificate the CA issued to it.
 
-use cmpkit::asn1::{PkiBody, PkiHeader, PkiMessage};
+use cmpkit::asn1::{CmpName, PkiBody, PkiHeader, PkiMessage};
 use cmpkit::client::{
     execute, execute_with_sleep, ClientConfig, Credentials, EnrollRequest, Transaction,
 };
@@ -405,10 +405,8 @@ fn ca_refuses_nested_from_untrusted_signers_and_deeper_nesting() {
         let mut m = PkiMessage {
             header: PkiHeader {
                 pvno: 2,
-                sender: x509_cert::ext::pkix::name::GeneralName::DirectoryName(
-                    c.tbs_certificate().subject().clone(),
-                ),
-                recipient: message::null_dn(),
+                sender: CmpName::try_from(c.tbs_certificate().subject()).unwrap(),
+                recipient: CmpName::null_dn(),
                 message_time: Some(message::now().unwrap()),
                 protection_alg: None,
                 sender_kid: None,

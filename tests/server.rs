@@ -4,8 +4,8 @@
 //! failed request leaves no trace in the transaction store or the CA.
 
 use cmpkit::asn1::{
-    CertStatus, CertTemplate, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage, PollReqEntry,
-    RevDetails,
+    CertStatus, CertTemplate, CmpName, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage,
+    PollReqEntry, RevDetails,
 };
 use cmpkit::client::{execute, ClientConfig, Credentials, EnrollRequest, Transaction};
 use cmpkit::crypto::{KeyType, SoftwareKey, TrustStore};
@@ -159,8 +159,8 @@ fn mac_message(body: PkiBody, tid: &[u8], recip_nonce: Option<&[u8]>) -> Vec<u8>
     let mut m = PkiMessage {
         header: PkiHeader {
             pvno: 2,
-            sender: message::null_dn(),
-            recipient: message::null_dn(),
+            sender: CmpName::null_dn(),
+            recipient: CmpName::null_dn(),
             message_time: Some(message::now().unwrap()),
             protection_alg: None,
             sender_kid: Some(OctetString::new(REF.as_bytes()).unwrap()),

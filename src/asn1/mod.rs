@@ -14,6 +14,8 @@
 //! - `EncryptedKey` ([`EncryptedKey`]) is our own CHOICE: its `envelopedData [0]` is IMPLICIT
 //!   as in the CRMF module (crmf 0.3.0-pre.0 declares it EXPLICIT; see the type's docs).
 //! - Announcements are kept as raw DER ([`der::Any`]).
+//! - `PKIHeader` ([`PkiHeader`]) has its own decoder and encoder (strict field order), and its
+//!   sender and recipient are kept as their DER ([`CmpName`]); see [`header`].
 //! - `CMPCertificate` is kept as its DER ([`CmpCertificate`]): certificates travel through
 //!   the protocol as opaque blobs (validated by the trust store, hashed for certConf, handed
 //!   to the caller), so decoding every name and extension of each one, and encoding it again,
@@ -21,11 +23,10 @@
 //!
 //! CRMF (`crmf`), PKCS#10 (`x509-cert`) and `InfoTypeAndValue` (`cmpv2`) are reused as they are.
 
-use der::asn1::{Any, BitString, GeneralizedTime, Int, Null, OctetString};
+use der::asn1::{Any, BitString, Int, Null, OctetString};
 use der::{Choice, Sequence};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::crl::CertificateList;
-use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::CertReq;
 use x509_cert::Certificate;
 
@@ -37,6 +38,9 @@ use der::{
 use std::sync::Arc;
 
 pub mod genm;
+pub mod header;
+
+pub use header::{CmpName, PkiHeader};
 
 pub use cmpv2::gen::InfoTypeAndValue;
 pub use cms::enveloped_data::EnvelopedData;
@@ -343,89 +347,6 @@ pub struct ProtectedPart {
     pub header: PkiHeader,
     /// The body.
     pub body: PkiBody,
-}
-
-/// `PKIHeader` (RFC 9810 §5.1.1).
-#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-pub struct PkiHeader {
-    /// `pvno INTEGER { cmp1999(1), cmp2000(2), cmp2021(3) }`.
-    pub pvno: u8,
-    /// The sender's name (NULL-DN when unknown).
-    pub sender: GeneralName,
-    /// The intended recipient's name.
-    pub recipient: GeneralName,
-    /// `messageTime [0] GeneralizedTime OPTIONAL`.
-    #[asn1(
-        context_specific = "0",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
-    pub message_time: Option<GeneralizedTime>,
-    /// `protectionAlg [1] AlgorithmIdentifier OPTIONAL`.
-    #[asn1(
-        context_specific = "1",
-        tag_mode = "EXPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
-    pub protection_alg: Option<AlgorithmIdentifierOwned>,
-    /// `senderKID [2] KeyIdentifier OPTIONAL`.
-    #[asn1(
-        context_specific = "2",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
-    pub sender_kid: Option<OctetString>,
-    /// `recipKID [3] KeyIdentifier OPTIONAL`.
-    #[asn1(
-        context_specific = "3",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
-    pub recip_kid: Option<OctetString>,
-    /// `transactionID [4] OCTET STRING OPTIONAL`.
-    #[asn1(
-        context_specific = "4",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
-    pub transaction_id: Option<OctetString>,
-    /// `senderNonce [5] OCTET STRING OPTIONAL`.
-    #[asn1(
-        context_specific = "5",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
-    pub sender_nonce: Option<OctetString>,
-    /// `recipNonce [6] OCTET STRING OPTIONAL`.
-    #[asn1(
-        context_specific = "6",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
-    pub recip_nonce: Option<OctetString>,
-    /// `freeText [7] PKIFreeText OPTIONAL`.
-    #[asn1(
-        context_specific = "7",
-        tag_mode = "EXPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
-    pub free_text: Option<PkiFreeText>,
-    /// `generalInfo [8] SEQUENCE SIZE (1..MAX) OF InfoTypeAndValue OPTIONAL`.
-    #[asn1(
-        context_specific = "8",
-        tag_mode = "EXPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
-    pub general_info: Option<Vec<InfoTypeAndValue>>,
 }
 
 /// `PKIBody` (RFC 9810 §5.1.2): every body type, including `nested [20]`.

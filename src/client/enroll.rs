@@ -7,8 +7,8 @@ use super::response::RecoveredKey;
 use super::response::Response;
 use crate::asn1::{
     oid, CertId, CertRepMessage, CertReqMsg, CertRequest, CertStatus, CertTemplate,
-    CertifiedKeyPair, CmpCertificate, InfoTypeAndValue, KeyRecRepContent, PkiBody, PkiHeader,
-    PkiMessage, PollRepEntry, PollReqEntry, RevDetails, RevRepContent,
+    CertifiedKeyPair, CmpCertificate, CmpName, InfoTypeAndValue, KeyRecRepContent, PkiBody,
+    PkiHeader, PkiMessage, PollRepEntry, PollReqEntry, RevDetails, RevRepContent,
 };
 use crate::crypto::cert::{parse_der, subject_text, ValidatedCert};
 use crate::crypto::decrypt::{decrypt_encrypted_key, extract_private_key};
@@ -1083,9 +1083,9 @@ impl Transaction {
         let (sender, sender_kid, default_recipient, extra_certs) = match (&self.own_signer, creds) {
             (None, None) => unreachable!("checked above"),
             (None, Some(Credentials::Mac { reference, .. })) => {
-                let sender = match self.subject.clone() {
-                    Some(s) => GeneralName::DirectoryName(s),
-                    None => message::null_dn(),
+                let sender = match &self.subject {
+                    Some(s) => CmpName::try_from(s)?,
+                    None => CmpName::null_dn(),
                 };
                 (sender, Some(message::octet_string(reference)?), None, None)
             }
@@ -1123,13 +1123,10 @@ impl Transaction {
                 self.signer_fields.clone().expect("set above")
             }
         };
-        let recipient = self
-            .config
-            .recipient
-            .clone()
-            .or(default_recipient)
-            .map(GeneralName::DirectoryName)
-            .unwrap_or_else(message::null_dn);
+        let recipient = match &self.config.recipient {
+            Some(r) => CmpName::try_from(r)?,
+            None => default_recipient.unwrap_or_else(CmpName::null_dn),
+        };
         let header = PkiHeader {
             pvno: 2,
             sender,
@@ -1232,13 +1229,15 @@ impl Transaction {
                     return Err(Error::new(ErrorCode::SignerNotTrusted, "the signed response carries no certificate in extraCerts and none is configured"));
                 }
             };
-            if let GeneralName::DirectoryName(sender) = &msg.header.sender {
-                if sender.to_der()? != signer.subject_der {
-                    return Err(Error::new(
-                        ErrorCode::SenderMismatch,
-                        format!("the response's sender {sender} is not the subject of its signer certificate {}", subject_text(&signer.cert)),
-                    ));
-                }
+            let sender = &msg.header.sender;
+            if sender
+                .directory_name_der()
+                .is_some_and(|s| s != signer.subject_der.as_slice())
+            {
+                return Err(Error::new(
+                    ErrorCode::SenderMismatch,
+                    format!("the response's sender {sender} is not the subject of its signer certificate {}", subject_text(&signer.cert)),
+                ));
             }
             if self.config.require_cmc_eku {
                 check_cmc_eku(&signer.cert)?;
@@ -1329,9 +1328,9 @@ impl Transaction {
 
 /// sender, senderKID, default recipient and extraCerts for requests signed with `cert`.
 type SignerFields = (
-    GeneralName,
+    CmpName,
     Option<OctetString>,
-    Option<Name>,
+    Option<CmpName>,
     Option<Vec<CmpCertificate>>,
 );
 
@@ -1443,9 +1442,9 @@ fn named_cert(
 
 fn signer_header_fields(id: message::SignerIdentity) -> Result<SignerFields> {
     Ok((
-        GeneralName::DirectoryName(id.subject),
+        id.sender,
         id.ski.map(|s| message::octet_string(&s)).transpose()?,
-        Some(id.issuer),
+        Some(CmpName::try_from(&id.issuer)?),
         Some(id.extra),
     ))
 }

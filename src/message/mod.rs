@@ -6,7 +6,6 @@ use der::asn1::{BitString, GeneralizedTime, OctetString};
 use der::Decode;
 use std::fmt;
 use std::str::FromStr;
-use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::Name;
 
 /// The default cap on a message's size (1 MiB).
@@ -166,8 +165,8 @@ pub fn parse_name(s: &str) -> Result<Name> {
 /// (extraCerts). Computed once per signer.
 #[derive(Clone, Debug)]
 pub(crate) struct SignerIdentity {
-    /// The protection certificate's subject.
-    pub subject: Name,
+    /// The protection certificate's subject, as the header's sender.
+    pub sender: crate::asn1::CmpName,
     /// The protection certificate's issuer.
     pub issuer: Name,
     /// Its subjectKeyIdentifier, if it has one.
@@ -206,10 +205,8 @@ impl SignerIdentity {
         ski: impl FnOnce(&crate::asn1::CertFields<'_>) -> Option<Vec<u8>>,
     ) -> Result<Self> {
         let fields = own.fields()?;
-        let (subject, issuer) = (
-            Name::from_der(fields.subject)?,
-            Name::from_der(fields.issuer)?,
-        );
+        let sender = crate::asn1::CmpName::from_name_der(fields.subject)?;
+        let issuer = Name::from_der(fields.issuer)?;
         let ski = ski(&fields);
         let mut extra = vec![own];
         for c in chain {
@@ -218,17 +215,12 @@ impl SignerIdentity {
             )?);
         }
         Ok(SignerIdentity {
-            subject,
+            sender,
             issuer,
             ski,
             extra,
         })
     }
-}
-
-/// The NULL-DN as a GeneralName (RFC 9810: sender/recipient when the name is unknown).
-pub fn null_dn() -> GeneralName {
-    GeneralName::DirectoryName(Name::default())
 }
 
 /// `n` octets from OpenSSL's CSPRNG for public values (nonces, transactionIDs, serial

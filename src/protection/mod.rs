@@ -37,7 +37,6 @@ use openssl::pkey::{PKey, Public};
 use openssl::sha;
 use spki::AlgorithmIdentifierOwned;
 use std::sync::{Arc, Mutex};
-use x509_cert::ext::pkix::name::GeneralName;
 
 /// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
 pub const MAX_SALT_LEN: usize = 256;
@@ -804,13 +803,12 @@ pub fn verify_signed_by_trusted(
         .validate_der_among(first.der(), untrusted, &certs[1..])
         .map_err(|e| e.context("signer check"))?;
     verify_signature_by(msg, der, &signer).map_err(|e| e.context("signature protection check"))?;
-    if let GeneralName::DirectoryName(sender) = &msg.header.sender {
-        if sender.to_der()? != signer.subject_der {
-            return fail(
-                ErrorCode::SenderMismatch,
-                "sender check: the sender is not the subject of the protection certificate",
-            );
-        }
+    let sender = msg.header.sender.directory_name_der();
+    if sender.is_some_and(|s| s != signer.subject_der.as_slice()) {
+        return fail(
+            ErrorCode::SenderMismatch,
+            "sender check: the sender is not the subject of the protection certificate",
+        );
     }
     Ok(signer)
 }

@@ -75,12 +75,12 @@ pub use file_store::FileStore;
 pub use store::{MemoryStore, RecordState, TransactionRecord, TransactionStore};
 pub use tools::{summarize, PollingCa};
 
-use crate::asn1::CmpCertificate;
 use crate::asn1::{
     oid, CertId, CertOrEncCert, CertRepMessage, CertReqMsg, CertResponse, CertStatus, CertTemplate,
     CertifiedKeyPair, ErrorMsgContent, InfoTypeAndValue, PkiBody, PkiHeader, PkiMessage,
     PkiStatusInfo, PollRepEntry, RevDetails, RevRepContent,
 };
+use crate::asn1::{CmpCertificate, CmpName};
 use crate::crypto::{SigAlg, Signer, TrustStore};
 use crate::error::{Error, ErrorCode};
 use crate::log::LogLevel;
@@ -485,6 +485,8 @@ pub struct Server {
     handler: Arc<dyn CaHandler>,
     store: Arc<dyn TransactionStore>,
     signer_certs: Option<message::SignerIdentity>,
+    /// `config.mac_sender` as a header name.
+    mac_sender: Option<CmpName>,
     /// MAC keys derived for requests, kept across requests: a client that protects all
     /// messages of a transaction with the same parameters (RFC 4210 §5.1.3.1 recommends
     /// it) costs one derivation per transaction, not one per request.
@@ -522,11 +524,17 @@ impl Server {
             .as_ref()
             .map(|s| message::SignerIdentity::new(&s.cert, &s.chain))
             .transpose()?;
+        let mac_sender = config
+            .mac_sender
+            .as_ref()
+            .map(CmpName::try_from)
+            .transpose()?;
         Ok(Server {
             config,
             handler,
             store,
             signer_certs,
+            mac_sender,
             mac_keys: MacKeyCache::with_capacity(MAC_KEY_CACHE_CAPACITY),
         })
     }
@@ -1882,10 +1890,10 @@ impl Server {
             Auth::Mac { protection, .. } if !plain => Some(protection),
             _ => None,
         };
-        let signer_name = self.signer_certs.as_ref().map(|s| s.subject.clone());
+        let signer_name = self.signer_certs.as_ref().map(|s| &s.sender);
         let (sender, sender_kid) = match auth {
             Auth::Mac { sender_kid, .. } => (
-                self.config.mac_sender.clone().or(signer_name),
+                self.mac_sender.as_ref().or(signer_name),
                 Some(message::octet_string(sender_kid)?),
             ),
             _ => (
@@ -1903,12 +1911,10 @@ impl Server {
             .unwrap_or(2);
         let header = PkiHeader {
             pvno,
-            sender: sender
-                .map(GeneralName::DirectoryName)
-                .unwrap_or_else(message::null_dn),
+            sender: sender.cloned().unwrap_or_else(CmpName::null_dn),
             recipient: req
                 .map(|r| r.header.sender.clone())
-                .unwrap_or_else(message::null_dn),
+                .unwrap_or_else(CmpName::null_dn),
             message_time: Some(message::now()?),
             protection_alg: None,
             sender_kid: if sign || mac.is_some() {
@@ -2080,8 +2086,8 @@ mod tests {
         let mut msg = PkiMessage {
             header: PkiHeader {
                 pvno: 2,
-                sender: message::null_dn(),
-                recipient: message::null_dn(),
+                sender: CmpName::null_dn(),
+                recipient: CmpName::null_dn(),
                 message_time: None,
                 protection_alg: None,
                 sender_kid: Some(message::octet_string(b"kid").unwrap()),

@@ -51,11 +51,11 @@ use super::{
     internal, Auth, Authenticated, CaHandler, CertRequestInfo, Checked, Decision, Failure,
     MemoryStore, Rejection, RequestKind, Requester, RevocationRequest, Server, ServerConfig,
 };
-use crate::asn1::CmpCertificate;
 use crate::asn1::{
     CertRepMessage, CertReqMsg, CertResponse, CertTemplate, InfoTypeAndValue, PkiBody, PkiHeader,
     PkiMessage, PkiStatusInfo,
 };
+use crate::asn1::{CmpCertificate, CmpName};
 use crate::client::{Credentials, Transfer};
 use crate::crypto::TrustStore;
 use crate::error::{Error, ErrorCode};
@@ -67,7 +67,6 @@ use der::{Decode, Encode};
 use openssl::x509::X509;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
-use x509_cert::ext::pkix::name::GeneralName;
 
 /// How the RA forwards requests upstream (RFC 9483 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,7 +163,7 @@ impl CaHandler for NoCa {
 
 /// The RA's upstream identity, parsed once.
 struct UpstreamIdentity {
-    sender: GeneralName,
+    sender: CmpName,
     sender_kid: Option<Vec<u8>>,
     extra: Vec<CmpCertificate>,
 }
@@ -210,7 +209,7 @@ impl Ra {
             Credentials::Signature { cert, chain, .. } => {
                 let id = message::SignerIdentity::new(cert, chain)?;
                 UpstreamIdentity {
-                    sender: GeneralName::DirectoryName(id.subject),
+                    sender: id.sender,
                     sender_kid: id.ski,
                     extra: id.extra,
                 }
@@ -223,7 +222,7 @@ impl Ra {
                     ));
                 }
                 UpstreamIdentity {
-                    sender: message::null_dn(),
+                    sender: CmpName::null_dn(),
                     sender_kid: Some(reference.clone()),
                     extra: Vec::new(),
                 }
@@ -558,7 +557,7 @@ impl Ra {
                 if modified {
                     granted_with_mods(&mut msg.body);
                 }
-                msg.header.sender = GeneralName::DirectoryName(certs.subject.clone());
+                msg.header.sender = certs.sender.clone();
                 msg.header.sender_kid = certs
                     .ski
                     .as_deref()
