@@ -126,41 +126,36 @@ impl<'a> CertFields<'a> {
     /// Read the fields of the certificate `der`; each field's tag is checked.
     pub fn read(der: &'a [u8]) -> der::Result<Self> {
         let (tbs, signature_algorithm) = read_outer(der)?;
-        let mut t = der::SliceReader::new(tbs)?;
-        let fields = t.sequence(|t| {
-            // version [0] EXPLICIT Version DEFAULT v1
-            if Tag::peek(t)?.is_context_specific() {
-                t.tlv_bytes()?;
+        let mut t = Tlvs::new(Tlvs::new(tbs)?.only(Tag::Sequence)?)?;
+        // version [0] EXPLICIT Version DEFAULT v1
+        let mut first = t.next(Tag::Integer)?;
+        if first.tag.is_context_specific() {
+            first = t.next(Tag::Integer)?;
+        }
+        first.tag.assert_eq(Tag::Integer)?;
+        let serial = first.tlv;
+        t.expect(Tag::Sequence)?; // signature
+        let issuer = t.expect(Tag::Sequence)?.tlv;
+        t.expect(Tag::Sequence)?; // validity
+        let subject = t.expect(Tag::Sequence)?.tlv;
+        let spki = t.expect(Tag::Sequence)?.tlv;
+        let mut extensions = None;
+        while !t.is_finished() {
+            // issuerUniqueID [1], subjectUniqueID [2], extensions [3] EXPLICIT: the SEQUENCE
+            // inside the explicit tag (checked when an extension is looked up).
+            let f = t.next(Tag::Sequence)?;
+            if f.tag.is_context_specific() && f.tag.number() == TagNumber(3) {
+                extensions = Some(f.value);
             }
-            let serial = field(t, Tag::Integer)?;
-            field(t, Tag::Sequence)?; // signature
-            let issuer = field(t, Tag::Sequence)?;
-            field(t, Tag::Sequence)?; // validity
-            let subject = field(t, Tag::Sequence)?;
-            let spki = field(t, Tag::Sequence)?;
-            let mut extensions = None;
-            while !t.is_finished() {
-                // issuerUniqueID [1], subjectUniqueID [2], extensions [3] EXPLICIT
-                let tag = Tag::peek(t)?;
-                let tlv = t.tlv_bytes()?;
-                if tag.is_context_specific() && tag.number() == TagNumber(3) {
-                    extensions = Some(tlv);
-                }
-            }
-            // The SEQUENCE inside the explicit tag (checked when an extension is looked up).
-            let extensions = extensions
-                .map(|tlv| AnyRef::from_der(tlv).map(|a| a.value()))
-                .transpose()?;
-            Ok::<_, der::Error>(CertFields {
-                serial,
-                issuer,
-                subject,
-                spki,
-                signature_algorithm,
-                extensions,
-            })
-        })?;
-        t.finish(fields)
+        }
+        Ok(CertFields {
+            serial,
+            issuer,
+            subject,
+            spki,
+            signature_algorithm,
+            extensions,
+        })
     }
 
     /// The outer `signatureAlgorithm`'s OID of the certificate `der`: the shape of
@@ -220,20 +215,99 @@ impl<'a> CertFields<'a> {
 /// certificate `der`; the outer shape (`SEQUENCE { SEQUENCE, AlgorithmIdentifier, BIT STRING }`)
 /// is checked.
 fn read_outer(der: &[u8]) -> der::Result<(&[u8], der::oid::ObjectIdentifier)> {
-    let mut r = der::SliceReader::new(der)?;
-    let outer = r.sequence(|r| {
-        let tbs = field(r, Tag::Sequence)?;
-        let alg = spki::AlgorithmIdentifierRef::decode(r)?;
-        BitStringRef::decode(r)?;
-        Ok::<_, der::Error>((tbs, alg.oid))
-    })?;
-    r.finish(outer)
+    let mut r = Tlvs::new(Tlvs::new(der)?.only(Tag::Sequence)?)?;
+    let tbs = r.expect(Tag::Sequence)?.tlv;
+    let alg = spki::AlgorithmIdentifierRef::from_der(r.expect(Tag::Sequence)?.tlv)?;
+    BitStringRef::from_der(r.expect(Tag::BitString)?.tlv)?;
+    r.finish()?;
+    Ok((tbs, alg.oid))
 }
 
-/// The next TLV of `r` (complete), which must have tag `tag`.
-fn field<'a>(r: &mut der::SliceReader<'a>, tag: Tag) -> der::Result<&'a [u8]> {
-    Tag::peek(r)?.assert_eq(tag)?;
-    r.tlv_bytes()
+/// One TLV: its tag, its complete encoding and its contents.
+struct Tlv<'a> {
+    tag: Tag,
+    tlv: &'a [u8],
+    value: &'a [u8],
+}
+
+/// The TLVs one after the other in a run of DER (the contents of a constructed encoding),
+/// each read with one header decode (der's peek-then-read costs two, plus a tag peek).
+struct Tlvs<'a> {
+    rest: &'a [u8],
+    /// Where `rest` starts in the whole run, for error positions.
+    offset: usize,
+}
+
+impl<'a> Tlvs<'a> {
+    fn new(run: &'a [u8]) -> der::Result<Self> {
+        der::Length::try_from(run.len())?;
+        Ok(Tlvs {
+            rest: run,
+            offset: 0,
+        })
+    }
+
+    fn is_finished(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The next TLV; `expected` is the tag named in the error when there is none.
+    fn next(&mut self, expected: Tag) -> der::Result<Tlv<'a>> {
+        let at = der::Length::try_from(self.offset)?;
+        if self.rest.is_empty() {
+            return Err(der::ErrorKind::TagUnexpected {
+                expected: Some(expected),
+                actual: Tag::Null,
+            }
+            .at(at));
+        }
+        let mut r = der::SliceReader::new(self.rest)?;
+        let shifted = |e: der::Error| {
+            let pos = e.position().unwrap_or_default() + at;
+            der::Error::new(e.kind(), pos.unwrap_or(at))
+        };
+        let header = der::Header::decode(&mut r).map_err(shifted)?;
+        let value = r.read_slice(header.length).map_err(shifted)?;
+        let len = usize::try_from(r.position())?;
+        let (tlv, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        self.offset += len;
+        Ok(Tlv {
+            tag: header.tag,
+            tlv,
+            value,
+        })
+    }
+
+    /// The next TLV, which must have tag `tag`.
+    fn expect(&mut self, tag: Tag) -> der::Result<Tlv<'a>> {
+        let t = self.next(tag)?;
+        let at = der::Length::try_from(self.offset - t.tlv.len())?;
+        t.tag
+            .assert_eq(tag)
+            .map_err(|e| der::Error::new(e.kind(), at))?;
+        Ok(t)
+    }
+
+    /// The contents of the only TLV of the run, which must have tag `tag`.
+    fn only(mut self, tag: Tag) -> der::Result<&'a [u8]> {
+        let t = self.expect(tag)?;
+        self.finish()?;
+        Ok(t.value)
+    }
+
+    /// Nothing may follow.
+    fn finish(&self) -> der::Result<()> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(der::ErrorKind::TrailingData {
+                decoded: der::Length::try_from(self.offset)?,
+                remaining: der::Length::try_from(self.rest.len())?,
+            }
+            .into())
+        }
+    }
 }
 
 /// [`CertFields`] as positions in the certificate they were read from (see
