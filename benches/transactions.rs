@@ -96,7 +96,9 @@ fn floor(c: &mut Criterion) {
     let mut sig = [0u8; 80];
     g.bench_function("ecdsa_p256_sign", |b| b.iter(|| f.sign(&mut sig)));
     g.bench_function("ecdsa_p256_verify", |b| b.iter(|| f.verify()));
-    g.bench_function("pbm_sha256_500", |b| b.iter(|| f.pbm()));
+    g.bench_function("pbm_key_sha256_500", |b| b.iter(|| f.pbm_key()));
+    let key = f.pbm_key();
+    g.bench_function("hmac_sha1_512", |b| b.iter(|| f.mac(&key)));
     g.finish();
 }
 

@@ -155,7 +155,7 @@ fn main() {
     let mut accs: Vec<Acc> = scenarios.iter().map(|_| Acc::default()).collect();
     let mut floor = Floor::new();
     let mut sig = [0u8; 80];
-    let mut floors: [Acc; 3] = Default::default();
+    let mut floors: [Acc; 4] = Default::default();
     let batch = n.div_ceil(rounds);
     for r in 0..rounds {
         let lo = (r * batch).min(n);
@@ -187,10 +187,17 @@ fn main() {
             floors[1].add(since(t), iters);
             let iters = 1000 / rounds + 1;
             let t = now();
+            let mut key = Vec::new();
             for _ in 0..iters {
-                std::hint::black_box(floor.pbm());
+                key = std::hint::black_box(floor.pbm_key());
             }
             floors[2].add(since(t), iters);
+            let iters = 4000 / rounds + 1;
+            let t = now();
+            for _ in 0..iters {
+                std::hint::black_box(floor.mac(&key));
+            }
+            floors[3].add(since(t), iters);
         }
     }
 
@@ -203,11 +210,12 @@ fn main() {
         accs[i].print("scenario", &format!("{}_der", s.name()));
     }
     if run_floor {
-        for (a, name) in
-            floors
-                .iter()
-                .zip(["ecdsa_p256_sign", "ecdsa_p256_verify", "pbm_sha256_500"])
-        {
+        for (a, name) in floors.iter().zip([
+            "ecdsa_p256_sign",
+            "ecdsa_p256_verify",
+            "pbm_key_sha256_500",
+            "hmac_sha1_512",
+        ]) {
             a.print("floor", name);
         }
         // Floor per transaction from OUR operation counts; ratio and overhead on CPU time,
@@ -216,16 +224,18 @@ fn main() {
         let mean = |a: &Acc| a.cpu();
         let median = |a: &Acc| a.median_cpu();
         for (i, &s) in scenarios.iter().enumerate() {
-            let (sg, vf, pb) = ops(s);
+            let o = ops(s);
+            let (sg, vf, pb, mc) = (o.signs, o.verifies, o.derivations, o.macs);
             let per = |f: &dyn Fn(&Acc) -> f64| {
                 let fl = sg as f64 * f(&floors[0])
                     + vf as f64 * f(&floors[1])
-                    + pb as f64 * f(&floors[2]);
+                    + pb as f64 * f(&floors[2])
+                    + mc as f64 * f(&floors[3]);
                 (fl, f(&accs[i]), (f(&accs[i]) / fl - 1.0) * 100.0)
             };
             let ((fl, cpu, pct), (mfl, mcpu, mpct)) = (per(&mean), per(&median));
             println!(
-                "overhead scenario={}_der signs={sg} verifies={vf} pbm={pb} floor_cpu_us={fl:.1} cpu_us_per_txn={cpu:.1} overhead_pct={pct:.1} median_floor_cpu_us={mfl:.1} median_cpu_us_per_txn={mcpu:.1} median_overhead_pct={mpct:.1}",
+                "overhead scenario={}_der signs={sg} verifies={vf} pbm={pb} macs={mc} floor_cpu_us={fl:.1} cpu_us_per_txn={cpu:.1} overhead_pct={pct:.1} median_floor_cpu_us={mfl:.1} median_cpu_us_per_txn={mcpu:.1} median_overhead_pct={mpct:.1}",
                 s.name(),
             );
         }

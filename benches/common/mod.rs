@@ -516,11 +516,13 @@ pub const FLOOR_MSG_LEN: usize = 512;
 ///   `EVP_PKEY_sign` of the digest (ECDSA P-256) on a context initialised once;
 /// - verify: the same hash, then `EVP_PKEY_verify` on a verification context of the same
 ///   key initialised once;
-/// - PBM: OpenSSL's parameters (SHA-256 × 500, HMAC-SHA1) over [`FLOOR_MSG_LEN`] octets,
-///   computed by cmpkit's own PBM code without parameter handling or key cache
-///   ([`cmpkit::protection::pbm_floor`]): it iterates the SHA-256 compression function
+/// - PBM key derivation: OpenSSL's parameters (16-octet salt, SHA-256 × 500), computed by
+///   cmpkit's own PBM code without parameter handling or key cache
+///   ([`cmpkit::protection::pbm_floor_key`]): it iterates the SHA-256 compression function
 ///   directly, cheaper than any loop through OpenSSL's digest API, and a floor above
-///   cmpkit's own cost would not be one.
+///   cmpkit's own cost would not be one;
+/// - MAC: HMAC-SHA1 (OpenSSL's PBM MAC) over [`FLOOR_MSG_LEN`] octets with a derived key
+///   ([`cmpkit::protection::pbm_floor_mac`]).
 ///
 /// cmpkit signs and verifies this way too (a context kept per key and operation), so the
 /// overhead over the floor is protocol work: encoding, parsing, checks, allocations.
@@ -565,9 +567,14 @@ impl Floor {
         assert!(self.verify_ctx.verify(&digest, &self.sig).unwrap());
     }
 
-    /// The PBM key from a 16-octet salt, then the MAC over the message.
-    pub fn pbm(&self) -> Vec<u8> {
-        cmpkit::protection::pbm_floor(&self.pbm, SECRET, &[7u8; 16], &self.msg).unwrap()
+    /// The PBM key from a 16-octet salt.
+    pub fn pbm_key(&self) -> Vec<u8> {
+        cmpkit::protection::pbm_floor_key(&self.pbm, SECRET, &[7u8; 16]).unwrap()
+    }
+
+    /// The PBM MAC over the message with a derived key.
+    pub fn mac(&self, key: &[u8]) -> Vec<u8> {
+        cmpkit::protection::pbm_floor_mac(&self.pbm, key, &self.msg)
     }
 }
 
@@ -577,10 +584,18 @@ impl Default for Floor {
     }
 }
 
-/// Crypto operations per transaction in OUR implementation (client + server): signatures,
-/// verifications (path validations among them), PBM derivations. Derived from the protocol
-/// and confirmed with callgrind call counts (BENCHMARKS.md).
-pub fn ops(s: Scenario) -> (u32, u32, u32) {
+/// Crypto operations per transaction in OUR implementation (client + server), as counted
+/// with callgrind (BENCHMARKS.md): signatures, verifications (path validations among them),
+/// PBM key derivations and MACs (computed or checked).
+#[derive(Clone, Copy, Debug)]
+pub struct Ops {
+    pub signs: u32,
+    pub verifies: u32,
+    pub derivations: u32,
+    pub macs: u32,
+}
+
+pub fn ops(s: Scenario) -> Ops {
     match s {
         Scenario::IrMac => OPS_IR_MAC,
         Scenario::IrMacImplicit => OPS_IR_MAC_IMPLICIT,
@@ -589,11 +604,36 @@ pub fn ops(s: Scenario) -> (u32, u32, u32) {
     }
 }
 
-pub const OPS_IR_MAC: (u32, u32, u32) = (2, 1, 4);
-pub const OPS_IR_MAC_IMPLICIT: (u32, u32, u32) = (2, 1, 2);
+/// ir + certConf with MAC: 2 signatures (POP, certificate), 1 verification (POP); 2 PBM
+/// derivations (the client's, for the one salt of its transaction, and the server's, which
+/// then keeps the key for the rest of the transaction) and 8 MACs (4 messages, each
+/// protected and checked).
+pub const OPS_IR_MAC: Ops = Ops {
+    signs: 2,
+    verifies: 1,
+    derivations: 2,
+    macs: 8,
+};
+/// ir with implicit confirmation: as `OPS_IR_MAC` with 2 messages, so 4 MACs.
+pub const OPS_IR_MAC_IMPLICIT: Ops = Ops {
+    signs: 2,
+    verifies: 1,
+    derivations: 2,
+    macs: 4,
+};
 /// cr/kur: 6 signatures; 5 verifications (POP, cr, certConf on the server; cp, pkiConf on
 /// the client). The peers' certificate paths are validated once and then remembered by the
 /// `TrustStore` (5 min), so the steady state has no path validation per transaction.
-pub const OPS_CR: (u32, u32, u32) = (6, 5, 0);
+pub const OPS_CR: Ops = Ops {
+    signs: 6,
+    verifies: 5,
+    derivations: 0,
+    macs: 0,
+};
 /// rr/genm: 2 signatures, 2 verifications (no path validation in the steady state, as above).
-pub const OPS_RR: (u32, u32, u32) = (2, 2, 0);
+pub const OPS_RR: Ops = Ops {
+    signs: 2,
+    verifies: 2,
+    derivations: 0,
+    macs: 0,
+};

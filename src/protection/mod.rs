@@ -972,8 +972,22 @@ pub(crate) fn hmac(hash: HashAlg, key: &[u8], parts: &[&[u8]]) -> MacValue {
 /// Not part of the API.
 #[doc(hidden)]
 pub fn pbm_floor(config: &PbmConfig, secret: &[u8], salt: &[u8], data: &[u8]) -> Result<Vec<u8>> {
-    let key = pbm::Spec::from_config(config, salt).derive_key(secret)?;
-    Ok(hmac(config.mac, &key, &[data]).to_vec())
+    let key = pbm_floor_key(config, secret, salt)?;
+    Ok(pbm_floor_mac(config, &key, data))
+}
+
+/// The key derivation of [`pbm_floor`] alone. Not part of the API.
+#[doc(hidden)]
+pub fn pbm_floor_key(config: &PbmConfig, secret: &[u8], salt: &[u8]) -> Result<Vec<u8>> {
+    Ok(pbm::Spec::from_config(config, salt)
+        .derive_key(secret)?
+        .to_vec())
+}
+
+/// The MAC of [`pbm_floor`] alone, with a derived `key`. Not part of the API.
+#[doc(hidden)]
+pub fn pbm_floor_mac(config: &PbmConfig, key: &[u8], data: &[u8]) -> Vec<u8> {
+    hmac(config.mac, key, &[data]).to_vec()
 }
 
 /// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
