@@ -201,6 +201,8 @@ pub struct Pki {
     pub root_key: PKey<Private>,
     /// DER of the root's subject name (the issuer of every new certificate).
     pub root_subject_der: Vec<u8>,
+    /// DER of the root certificate (what genp caCerts must hold).
+    pub root_der: Vec<u8>,
     pub cli_cert: X509,
     /// `cli_cert` as the client holds it for kur and rr (its DER, read once, as a device
     /// keeps its certificate).
@@ -290,6 +292,7 @@ impl Pki {
         let (sig_config, sig_implicit_config) = (sig(false), sig(true));
         Pki {
             root_subject_der: root.subject_name().to_der().unwrap(),
+            root_der: root.to_der().unwrap(),
             root,
             root_key,
             cli_cert_der: CmpCertificate::try_from(cli_cert.to_der().unwrap().as_slice()).unwrap(),
@@ -486,7 +489,7 @@ pub fn run_txn(
             let certs = rsp.ca_certs().ok().flatten().unwrap_or_default();
             if rsp.genp.len() != 1
                 || certs.len() != 1
-                || certs[0] != pki.root.to_der().unwrap()
+                || certs[0] != pki.root_der
                 || d(&ca.genms, genm0) != 1
             {
                 die(s, "bad genp");
