@@ -487,6 +487,8 @@ pub struct Server {
     signer_certs: Option<message::SignerIdentity>,
     /// `config.mac_sender` as a header name.
     mac_sender: Option<CmpName>,
+    /// `config.trusted_ras` as DER, compared with a signer's certificate.
+    trusted_ra_ders: Vec<Vec<u8>>,
     /// MAC keys derived for requests, kept across requests: a client that protects all
     /// messages of a transaction with the same parameters (RFC 4210 §5.1.3.1 recommends
     /// it) costs one derivation per transaction, not one per request.
@@ -513,7 +515,7 @@ const TAG_GENM: u8 = 21;
 impl Server {
     /// A server with `config`, deciding with `handler`, remembering transactions in `store`.
     ///
-    /// Fails if the signer's certificates cannot be read.
+    /// Fails if the signer's or the trusted RAs' certificates cannot be read.
     pub fn new(
         config: ServerConfig,
         handler: Arc<dyn CaHandler>,
@@ -529,12 +531,18 @@ impl Server {
             .as_ref()
             .map(CmpName::try_from)
             .transpose()?;
+        let trusted_ra_ders = config
+            .trusted_ras
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<std::result::Result<_, _>>()?;
         Ok(Server {
             config,
             handler,
             store,
             signer_certs,
             mac_sender,
+            trusted_ra_ders,
             mac_keys: MacKeyCache::with_capacity(MAC_KEY_CACHE_CAPACITY),
         })
     }
@@ -1724,10 +1732,7 @@ impl Server {
     }
 
     fn is_trusted_ra(&self, cert_der: &[u8]) -> bool {
-        self.config
-            .trusted_ras
-            .iter()
-            .any(|c| c.to_der().is_ok_and(|d| d == cert_der))
+        self.trusted_ra_ders.iter().any(|d| d == cert_der)
     }
 
     /// A nested message (RFC 9810 §5.1.3.4, RFC 9483 §5.2.2) from a trusted RA: each inner
