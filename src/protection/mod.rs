@@ -1151,13 +1151,13 @@ pub fn pbm_floor_mac(config: &PbmConfig, key: &[u8], data: &[u8]) -> Vec<u8> {
     hmac(config.mac, key, &[data]).to_vec()
 }
 
-/// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
-fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
-    if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
+/// An INTEGER (its content octets, as `Int::as_bytes` gives them) as a u64: negative →
+/// BadMacParameters, beyond u64 → IterationCountTooHigh.
+fn int_to_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    if bytes.first().is_some_and(|b| b & 0x80 != 0) {
         return fail(ErrorCode::BadMacParameters, format!("{what} is negative"));
     }
     // Non-negative: big-endian magnitude, with a leading zero octet when the top bit is set.
-    let bytes = i.as_bytes();
     let magnitude = bytes.strip_prefix(&[0]).unwrap_or(bytes);
     if magnitude.len() > 8 {
         return fail(
@@ -1421,13 +1421,16 @@ mod tests {
     #[test]
     fn integers_convert_both_ways() {
         for n in [0u64, 1, 127, 128, 255, 256, 500, 1 << 40, u64::MAX] {
-            assert_eq!(int_to_u64(&u64_to_int(n).unwrap(), "n").unwrap(), n);
+            assert_eq!(
+                int_to_u64(u64_to_int(n).unwrap().as_bytes(), "n").unwrap(),
+                n
+            );
         }
         let two_to_64 = Int::new(&[1, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
-        let err = int_to_u64(&two_to_64, "n").unwrap_err();
+        let err = int_to_u64(two_to_64.as_bytes(), "n").unwrap_err();
         assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
         let minus_one = Int::new(&[0xff]).unwrap();
-        let err = int_to_u64(&minus_one, "n").unwrap_err();
+        let err = int_to_u64(minus_one.as_bytes(), "n").unwrap_err();
         assert_eq!(err.code, ErrorCode::BadMacParameters);
     }
 }
