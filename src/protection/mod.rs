@@ -37,7 +37,7 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sha;
 use spki::AlgorithmIdentifierOwned;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
 pub const MAX_SALT_LEN: usize = 256;
@@ -252,8 +252,8 @@ impl<'a> AlgKey<'a> {
     }
 
     #[inline]
-    fn matches(&self, id: &SecretId, e: &CacheEntry) -> bool {
-        e.alg_hash == self.hash && e.secret_id == *id && e.alg == *self.alg
+    fn matches(&self, e: &CacheEntry) -> bool {
+        e.alg_hash == self.hash && e.alg == *self.alg
     }
 }
 
@@ -291,9 +291,15 @@ impl std::fmt::Debug for MacKeyCache {
 /// PBM's natural length): at most two, as a PBMAC1 keyLength has at most two readings.
 type KeySlots = [Option<(usize, Arc<DerivedKey>)>; 2];
 
-/// What the cache holds for a secret and protectionAlg: the scheme if it was checked
-/// against the same limits, and the keys.
-type Cached = (Option<Arc<Scheme>>, KeySlots);
+/// What the cache holds for a protectionAlg.
+#[derive(Default)]
+struct Found {
+    /// The scheme parsed from it and checked against the same limits (for any secret: the
+    /// parameters are public).
+    scheme: Option<Arc<Scheme>>,
+    /// The keys derived with it from the secret asked for.
+    keys: KeySlots,
+}
 
 impl MacKeyCache {
     /// How many parameter sets a cache made by [`new`](Self::new) keeps.
@@ -345,16 +351,28 @@ impl MacKeyCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What is held for secret `id` and `alg`, the scheme only if it was checked against
-    /// `limits`.
-    fn find(&self, id: &SecretId, alg: AlgKey<'_>, limits: &MacLimits) -> Option<Cached> {
+    /// What is held for `alg`: the scheme checked against `limits`, and the keys of secret
+    /// `id` if given.
+    fn find(&self, alg: AlgKey<'_>, limits: &MacLimits, id: Option<&SecretId>) -> Found {
         let mut g = self.lock();
         g.clock += 1;
         let now = g.clock;
-        let e = g.entries.iter_mut().find(|e| alg.matches(id, e))?;
-        e.used = now;
-        let scheme = (e.limits == *limits).then(|| e.scheme.clone());
-        Some((scheme, e.keys.clone()))
+        let mut found = Found::default();
+        let mut keys_found = id.is_none();
+        for e in g.entries.iter_mut().filter(|e| alg.matches(e)) {
+            if found.scheme.is_none() && e.limits == *limits {
+                found.scheme = Some(e.scheme.clone());
+            }
+            if !keys_found && id == Some(&e.secret_id) {
+                e.used = now;
+                found.keys = e.keys.clone();
+                keys_found = true;
+            }
+            if keys_found && found.scheme.is_some() {
+                break;
+            }
+        }
+        found
     }
 
     /// Remember `key`, derived from secret `id` with `scheme` (parsed from `alg` under
@@ -372,7 +390,11 @@ impl MacKeyCache {
         g.derivations += 1;
         g.clock += 1;
         let now = g.clock;
-        if let Some(e) = g.entries.iter_mut().find(|e| alg.matches(id, e)) {
+        if let Some(e) = g
+            .entries
+            .iter_mut()
+            .find(|e| e.secret_id == *id && alg.matches(e))
+        {
             e.used = now;
             // Another thread may have derived the same key meanwhile.
             let held = e.keys.iter().flatten().any(|(len, _)| *len == key_len);
@@ -435,8 +457,9 @@ impl MacParams {
 /// derived-key cache. The secret is not shown by `Debug`.
 pub struct MacProtection {
     secret: Vec<u8>,
-    /// Computed once, so that finding keys in the cache costs no hashing per message.
-    secret_id: SecretId,
+    /// Computed once (when first needed), so that finding keys in the cache costs no
+    /// hashing per message.
+    secret_id: OnceLock<SecretId>,
     /// The algorithm and parameters for protecting.
     pub params: MacParams,
     /// Caps applied to parameters, both those from a peer and our own.
@@ -457,10 +480,9 @@ impl std::fmt::Debug for MacProtection {
 impl MacProtection {
     /// Credentials for `secret`, protecting with `params`, default limits, an empty cache.
     pub fn new(secret: impl Into<Vec<u8>>, params: MacParams) -> Self {
-        let secret = secret.into();
         MacProtection {
-            secret_id: SecretId::of(&secret),
-            secret,
+            secret: secret.into(),
+            secret_id: OnceLock::new(),
             params,
             limits: MacLimits::default(),
             cache: MacKeyCache::new(),
@@ -498,7 +520,7 @@ impl MacProtection {
     fn keys(&self) -> KeySource<'_> {
         KeySource {
             secret: &self.secret,
-            cache: Some((&self.cache, self.secret_id)),
+            cache: Some((&self.cache, &self.secret_id)),
         }
     }
 }
@@ -775,7 +797,8 @@ pub fn verify_mac(
     limits: &MacLimits,
     cache: Option<&MacKeyCache>,
 ) -> Result<()> {
-    verify_mac_input(msg, None, KeySource::new(secret, cache), limits)
+    let id = OnceLock::new();
+    verify_mac_input(msg, None, KeySource::new(secret, cache, &id), limits)
 }
 
 /// Verify the MAC protection of `msg` like [`verify_mac`], over the header and body as
@@ -787,7 +810,8 @@ pub fn verify_mac_der(
     limits: &MacLimits,
     cache: Option<&MacKeyCache>,
 ) -> Result<()> {
-    verify_mac_input(msg, Some(der), KeySource::new(secret, cache), limits)
+    let id = OnceLock::new();
+    verify_mac_input(msg, Some(der), KeySource::new(secret, cache, &id), limits)
 }
 
 fn verify_mac_input(
@@ -990,38 +1014,52 @@ impl Scheme {
     }
 }
 
-/// A shared secret, and the cache to take its keys from (with the secret's id) if any.
+/// A shared secret, and the cache to take its keys from (with the secret's id, computed
+/// when first needed) if any.
 #[derive(Clone, Copy)]
 struct KeySource<'a> {
     secret: &'a [u8],
-    cache: Option<(&'a MacKeyCache, SecretId)>,
+    cache: Option<(&'a MacKeyCache, &'a OnceLock<SecretId>)>,
 }
 
 impl<'a> KeySource<'a> {
-    /// `secret` with `cache`; the secret is hashed for its id only when there is a cache.
-    fn new(secret: &'a [u8], cache: Option<&'a MacKeyCache>) -> Self {
+    /// `secret` with `cache`, keeping its id in `id` once computed.
+    fn new(secret: &'a [u8], cache: Option<&'a MacKeyCache>, id: &'a OnceLock<SecretId>) -> Self {
         KeySource {
             secret,
-            cache: cache.map(|c| (c, SecretId::of(secret))),
+            cache: cache.map(|c| (c, id)),
         }
     }
 
-    /// The MAC scheme of `alg`, checked against `limits` (no hashing is done before that),
-    /// and its keys for this secret: as remembered by the cache, if it has them.
+    /// The MAC scheme of `alg`, checked against `limits` before any hashing (the secret's
+    /// id included), and its keys for this secret as far as the cache has them.
     fn for_alg(
         self,
         alg: &'a AlgorithmIdentifierOwned,
         limits: &'a MacLimits,
     ) -> Result<MacKeys<'a>> {
         let alg = AlgKey::new(alg);
-        let cached = self.cache.and_then(|(c, id)| c.find(&id, alg, limits));
-        let (scheme, keys) = match cached {
-            Some((Some(scheme), keys)) => (scheme, keys),
-            Some((None, keys)) => (Arc::new(Scheme::parse(alg.alg, limits)?), keys),
-            None => (
-                Arc::new(Scheme::parse(alg.alg, limits)?),
-                Default::default(),
-            ),
+        let Some((cache, id)) = self.cache else {
+            return Ok(MacKeys {
+                source: self,
+                alg,
+                limits,
+                scheme: Arc::new(Scheme::parse(alg.alg, limits)?),
+                keys: KeySlots::default(),
+            });
+        };
+        let known = id.get();
+        let found = cache.find(alg, limits, known);
+        let scheme = match found.scheme {
+            Some(scheme) => scheme,
+            None => Arc::new(Scheme::parse(alg.alg, limits)?),
+        };
+        let keys = match known {
+            Some(_) => found.keys,
+            None => {
+                let id = id.get_or_init(|| SecretId::of(self.secret));
+                cache.find(alg, limits, Some(id)).keys
+            }
         };
         Ok(MacKeys {
             source: self,
@@ -1050,8 +1088,10 @@ impl MacKeys<'_> {
         if let Some((_, key)) = held {
             return Ok(key.clone());
         }
-        let key = Arc::new(self.scheme.derive_key(self.source.secret, key_len)?);
-        if let Some((cache, id)) = &self.source.cache {
+        let secret = self.source.secret;
+        let key = Arc::new(self.scheme.derive_key(secret, key_len)?);
+        if let Some((cache, id)) = self.source.cache {
+            let id = id.get_or_init(|| SecretId::of(secret));
             cache.insert(id, self.alg, self.limits, &self.scheme, key_len, &key);
         }
         Ok(key)
@@ -1223,7 +1263,8 @@ mod tests {
     /// The key for `secret` and `alg` through `cache`.
     fn cached_key(cache: &MacKeyCache, secret: &[u8], alg: &AlgorithmIdentifierOwned) -> Vec<u8> {
         let limits = MacLimits::default();
-        let keys = KeySource::new(secret, Some(cache))
+        let id = OnceLock::new();
+        let keys = KeySource::new(secret, Some(cache), &id)
             .for_alg(alg, &limits)
             .unwrap();
         let key = keys.key(keys.scheme.key_lens()[0]).unwrap();
@@ -1352,7 +1393,8 @@ mod tests {
     fn cached_parameters_are_parsed_once_and_checked_against_new_limits() {
         let cache = MacKeyCache::new();
         let alg = pbm_alg(50);
-        let source = KeySource::new(b"s", Some(&cache));
+        let id = OnceLock::new();
+        let source = KeySource::new(b"s", Some(&cache), &id);
         let limits = MacLimits::default();
         let first = source.for_alg(&alg, &limits).unwrap();
         first.key(0).unwrap();
@@ -1372,6 +1414,37 @@ mod tests {
         let keys = source.for_alg(&alg, &loose).unwrap();
         assert!(!Arc::ptr_eq(&first.scheme, &keys.scheme));
         keys.key(0).unwrap();
+        assert_eq!(cache.derivations(), 1);
+    }
+
+    /// Parameters beyond the limits are refused before anything is hashed, the secret (for
+    /// its id in the cache) included; within the limits the id is computed once.
+    #[test]
+    fn limits_are_checked_before_the_secret_is_hashed() {
+        let cache = MacKeyCache::new();
+        let id = OnceLock::new();
+        let source = KeySource::new(b"s", Some(&cache), &id);
+        let strict = MacLimits {
+            max_iterations: 9,
+            ..MacLimits::default()
+        };
+        let err = source.for_alg(&pbm_alg(10), &strict).err().unwrap();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        assert!(id.get().is_none());
+        let alg = pbm_alg(9);
+        source.for_alg(&alg, &strict).unwrap().key(0).unwrap();
+        assert_eq!(id.get().map(|i| i.0), Some(SecretId::of(b"s").0));
+        // Another secret's request with the same parameters finds them parsed, yet refused
+        // under stricter limits before its secret is hashed.
+        let other_id = OnceLock::new();
+        let other = KeySource::new(b"t", Some(&cache), &other_id);
+        let stricter = MacLimits {
+            max_iterations: 8,
+            ..strict
+        };
+        let err = other.for_alg(&alg, &stricter).err().unwrap();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        assert!(other_id.get().is_none());
         assert_eq!(cache.derivations(), 1);
     }
 
