@@ -299,6 +299,8 @@ struct Found {
     scheme: Option<Arc<Scheme>>,
     /// The keys derived with it from the secret asked for.
     keys: KeySlots,
+    /// Whether any entry holds it (for any secret).
+    held: bool,
 }
 
 impl MacKeyCache {
@@ -360,6 +362,7 @@ impl MacKeyCache {
         let mut found = Found::default();
         let mut keys_found = id.is_none();
         for e in g.entries.iter_mut().filter(|e| alg.matches(e)) {
+            found.held = true;
             if found.scheme.is_none() && e.limits == *limits {
                 found.scheme = Some(e.scheme.clone());
             }
@@ -393,7 +396,7 @@ impl MacKeyCache {
         if let Some(e) = g
             .entries
             .iter_mut()
-            .find(|e| e.secret_id == *id && alg.matches(e))
+            .find(|e| alg.matches(e) && e.secret_id == *id)
         {
             e.used = now;
             // Another thread may have derived the same key meanwhile.
@@ -1058,7 +1061,11 @@ impl<'a> KeySource<'a> {
             Some(_) => found.keys,
             None => {
                 let id = id.get_or_init(|| SecretId::of(self.secret));
-                cache.find(alg, limits, Some(id)).keys
+                if found.held {
+                    cache.find(alg, limits, Some(id)).keys
+                } else {
+                    KeySlots::default()
+                }
             }
         };
         Ok(MacKeys {
