@@ -12,7 +12,8 @@
 //!   them and derive the key only once: the client protects all requests of a transaction
 //!   with the parameters of its first one ([`protect_in_transaction`]), the server answers
 //!   with the request's parameters and keeps its keys across requests. A [`MacProtection`]
-//!   hashes its secret once for the cache, not per message.
+//!   hashes its secret for the cache once (after the first parameters passed the limits),
+//!   not per message.
 //!
 //! HMAC is computed on OpenSSL's low-level SHA functions and the PBM iterations call the
 //! SHA compression function directly; both avoid the per-call fetches and allocations of
@@ -179,10 +180,10 @@ impl Default for MacLimits {
 /// secret's SHA-256 (the secret itself is not kept), the exact protectionAlg (OID and
 /// parameters, salt included) and the [`MacLimits`] the parameters were checked against;
 /// it never serves another secret or other parameters. The cache holds at most
-/// [`capacity`](Self::with_capacity) parameter sets (the least recently used is dropped),
-/// each with one key (two for a PBMAC1 keyLength that verification reads both as octets
-/// and as bits), and is safe to share between threads; clones share the same keys (a server
-/// keeps one for all its requests).
+/// [`capacity`](Self::with_capacity) entries, one per secret and parameter set (the least
+/// recently used is dropped), each with one key (two if verification derived both readings
+/// of an ambiguous PBMAC1 keyLength, octets and bits), and is safe to share between threads;
+/// clones share the same keys (a server keeps one for all its requests).
 #[derive(Clone)]
 pub struct MacKeyCache {
     inner: Arc<Mutex<CacheInner>>,
@@ -304,7 +305,7 @@ struct Found {
 }
 
 impl MacKeyCache {
-    /// How many parameter sets a cache made by [`new`](Self::new) keeps.
+    /// How many entries (secret and parameter set) a cache made by [`new`](Self::new) keeps.
     pub(crate) const CAPACITY: usize = 4;
 
     /// An empty cache for a few keys (enough for a client's transactions).
@@ -312,7 +313,8 @@ impl MacKeyCache {
         Self::default()
     }
 
-    /// An empty cache that keeps the keys of at most `capacity` parameter sets (at least one).
+    /// An empty cache that keeps at most `capacity` entries (secret and parameter set; at
+    /// least one).
     pub fn with_capacity(capacity: usize) -> Self {
         MacKeyCache {
             inner: Arc::new(Mutex::new(CacheInner {
@@ -379,7 +381,7 @@ impl MacKeyCache {
     }
 
     /// Remember `key`, derived from secret `id` with `scheme` (parsed from `alg` under
-    /// `limits`) for `key_len`; drops the least recently used parameter set when full.
+    /// `limits`) for `key_len`; drops the least recently used entry when full.
     fn insert(
         &self,
         id: &SecretId,
