@@ -1426,6 +1426,33 @@ mod tests {
         assert_eq!(cache.derivations(), 1);
     }
 
+    /// Both readings of an ambiguous PBMAC1 keyLength (octets, then bits) keep their own
+    /// key in the one entry of that secret and parameter set.
+    #[test]
+    fn cache_keeps_both_key_length_readings_of_a_parameter_set() {
+        let cache = MacKeyCache::with_capacity(1);
+        let alg = Pbmac1Config {
+            iterations: 3,
+            key_len: 256,
+            ..Pbmac1Config::default()
+        }
+        .algorithm_identifier()
+        .unwrap();
+        let limits = MacLimits::default();
+        let id = OnceLock::new();
+        let source = KeySource::new(b"s", Some(&cache), &id);
+        let keys = source.for_alg(&alg, &limits).unwrap();
+        assert_eq!(keys.scheme.key_lens(), [256, 32]);
+        let octets = keys.key(256).unwrap();
+        let bits = keys.key(32).unwrap();
+        assert_eq!((octets.bytes().len(), bits.bytes().len()), (256, 32));
+        assert_eq!((cache.len(), cache.derivations()), (2, 2));
+        let again = source.for_alg(&alg, &limits).unwrap();
+        assert_eq!(again.key(256).unwrap().bytes(), octets.bytes());
+        assert_eq!(again.key(32).unwrap().bytes(), bits.bytes());
+        assert_eq!(cache.derivations(), 2);
+    }
+
     /// Parameters beyond the limits are refused before anything is hashed, the secret (for
     /// its id in the cache) included; within the limits the id is computed once.
     #[test]
