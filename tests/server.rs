@@ -536,6 +536,53 @@ fn genm_ca_certs_returns_the_chain() {
     assert_eq!(certs[0].to_der().unwrap(), e.ca.cert().to_der().unwrap());
 }
 
+/// The server keeps derived MAC keys across requests; a request under another senderKID
+/// that reuses a protectionAlg seen before is checked with that senderKID's own secret,
+/// never with the key cached for the first.
+#[test]
+fn a_cached_mac_key_does_not_authenticate_another_sender_kid() {
+    const OTHER_REF: &str = "ref-0815";
+    const OTHER_SECRET: &str = "another-secret";
+    let e = env_with(
+        |_, _| None,
+        |c| {
+            c.secrets = Some(Arc::new(|kid: &[u8]| match kid {
+                k if k == REF.as_bytes() => Some(SECRET.as_bytes().to_vec()),
+                k if k == OTHER_REF.as_bytes() => Some(OTHER_SECRET.as_bytes().to_vec()),
+                _ => None,
+            }))
+        },
+    );
+    let ca_certs = || {
+        PkiBody::Genm(vec![InfoTypeAndValue {
+            oid: IT_CA_CERTS,
+            value: None,
+        }])
+    };
+    let first = mac_message(ca_certs(), b"genm-first", None);
+    let rsp = parse(&e.server.process(&first));
+    assert!(matches!(rsp.body, PkiBody::Genp(_)), "{}", rsp.body.name());
+    // The same protectionAlg (salt included) under the other senderKID.
+    let under_other_kid = |tid: &[u8], secret: &str| {
+        let mut m = parse(&first);
+        m.header.transaction_id = Some(OctetString::new(tid).unwrap());
+        m.header.sender_kid = Some(OctetString::new(OTHER_REF.as_bytes()).unwrap());
+        remac(&mut m, secret);
+        m.to_der().unwrap()
+    };
+    let m = expect_error(
+        &e.server.process(&under_other_kid(b"genm-second", SECRET)),
+        fi::BAD_MESSAGE_CHECK,
+    );
+    assert!(error_status(&m).texts[0].contains("MAC protection check"));
+    let rsp = parse(
+        &e.server
+            .process(&under_other_kid(b"genm-third", OTHER_SECRET)),
+    );
+    assert!(matches!(rsp.body, PkiBody::Genp(_)), "{}", rsp.body.name());
+    assert_mac_protected(&rsp, OTHER_SECRET);
+}
+
 #[test]
 fn garbage_and_truncated_der_are_bad_data_format() {
     let e = env();

@@ -1173,7 +1173,7 @@ impl Transaction {
     fn verify_protection(&mut self, msg: &PkiMessage, der: &[u8]) -> Result<()> {
         match protection::protection_kind(msg) {
             Some(ProtectionKind::Mac) => match self.config.credentials.as_ref().and_then(|c| c.mac_protection()) {
-                Some(mac) => protection::verify_mac_der(msg, der, mac.secret(), &self.config.mac_limits, Some(&mac.cache))
+                Some(mac) => mac.verify_with_limits(msg, Some(der), &self.config.mac_limits)
                     .map_err(|e| e.context("response protection")),
                 None => Err(Error::new(
                     ErrorCode::WrongProtectionType,

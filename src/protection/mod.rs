@@ -7,11 +7,13 @@
 //! MAC key derivation is deliberately expensive; two things keep it under control:
 //! - [`MacLimits`] caps the iteration count a peer can make us compute, checked before any
 //!   hashing (a hostile `iterationCount` of 10^9 costs nothing);
-//! - [`MacKeyCache`] remembers derived keys per parameter set, so the messages of a
-//!   transaction that reuse the same salt and parameters derive the key only once: the
-//!   client protects all requests of a transaction with the parameters of its first one
-//!   ([`protect_in_transaction`]), the server answers with the request's parameters and
-//!   keeps its keys across requests.
+//! - [`MacKeyCache`] remembers parsed parameters and derived keys per secret and parameter
+//!   set, so the messages of a transaction that reuse the same salt and parameters parse
+//!   them and derive the key only once: the client protects all requests of a transaction
+//!   with the parameters of its first one ([`protect_in_transaction`]), the server answers
+//!   with the request's parameters and keeps its keys across requests. A [`MacProtection`]
+//!   hashes its secret for the cache once (after the first parameters passed the limits),
+//!   not per message.
 //!
 //! HMAC is computed on OpenSSL's low-level SHA functions and the PBM iterations call the
 //! SHA compression function directly; both avoid the per-call fetches and allocations of
@@ -36,7 +38,7 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sha;
 use spki::AlgorithmIdentifierOwned;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The longest salt accepted in PBM/PBKDF2 parameters, in octets.
 pub const MAX_SALT_LEN: usize = 256;
@@ -169,15 +171,19 @@ impl Default for MacLimits {
     }
 }
 
-/// Remembers derived MAC keys, keyed by the shared secret (its SHA-256), the exact
-/// protectionAlg DER (salt included) and the derived key length.
+/// Remembers, per shared secret and protectionAlg, the parsed and limit-checked MAC
+/// parameters and the keys derived with them.
 ///
 /// A transaction whose messages reuse the same MAC parameters (a server answering with the
 /// request's parameters, a client protecting all its requests with the parameters of its
-/// first one) derives the key once on each side. The cache holds at most
-/// [`capacity`](Self::with_capacity) keys (the least recently used is dropped) and is safe
-/// to share between threads; clones share the same keys (a server keeps one for all its
-/// requests).
+/// first one) parses them and derives the key once on each side. An entry is found by the
+/// secret's SHA-256 (the secret itself is not kept), the exact protectionAlg (OID and
+/// parameters, salt included) and the [`MacLimits`] the parameters were checked against;
+/// it never serves another secret or other parameters. The cache holds at most
+/// [`capacity`](Self::with_capacity) entries, one per secret and parameter set (the least
+/// recently used is dropped), each with one key (two if verification derived both readings
+/// of an ambiguous PBMAC1 keyLength, octets and bits), and is safe to share between threads;
+/// clones share the same keys (a server keeps one for all its requests).
 #[derive(Clone)]
 pub struct MacKeyCache {
     inner: Arc<Mutex<CacheInner>>,
@@ -185,17 +191,71 @@ pub struct MacKeyCache {
 
 struct CacheInner {
     capacity: usize,
-    /// Least recently used first.
     entries: Vec<CacheEntry>,
     derivations: u64,
+    /// Counts uses; an entry's `used` is the count at its last use.
+    clock: u64,
 }
 
+/// One secret with one protectionAlg: the parameters as parsed and the keys derived.
 struct CacheEntry {
-    /// SHA-256 of the secret the key was derived from.
-    secret_id: [u8; 32],
-    alg_der: Vec<u8>,
-    key_len: usize,
-    key: Arc<DerivedKey>,
+    secret_id: SecretId,
+    /// [`AlgKey::hash`] of `alg`, compared first.
+    alg_hash: u64,
+    /// The protectionAlg: equal OIDs and parameters (tag and content) mean equal DER.
+    alg: AlgorithmIdentifierOwned,
+    /// The limits `scheme` was checked against.
+    limits: MacLimits,
+    scheme: Arc<Scheme>,
+    keys: KeySlots,
+    used: u64,
+}
+
+/// The SHA-256 of a shared secret: how the cache tells secrets apart without keeping them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SecretId([u8; 32]);
+
+impl SecretId {
+    fn of(secret: &[u8]) -> SecretId {
+        // Not the one-shot sha::sha256(): OpenSSL 3 implements it with EVP_Q_digest, which
+        // fetches the digest and allocates contexts every time.
+        let mut h = sha::Sha256::new();
+        h.update(secret);
+        SecretId(h.finish())
+    }
+}
+
+/// A protectionAlg with a hash of it, so that looking it up among many entries (a server's,
+/// say, all for one secret) rarely compares whole parameters.
+#[derive(Clone, Copy)]
+struct AlgKey<'a> {
+    alg: &'a AlgorithmIdentifierOwned,
+    hash: u64,
+}
+
+impl<'a> AlgKey<'a> {
+    fn new(alg: &'a AlgorithmIdentifierOwned) -> Self {
+        // FNV-1a over 8-octet words of the parameters (salt included): only a quick filter,
+        // entries are matched by comparing the whole protectionAlg.
+        const PRIME: u64 = 0x100_0000_01b3;
+        let params = alg.parameters.as_ref().map_or(&[][..], |p| p.value());
+        let mut hash = 0xcbf2_9ce4_8422_2325 ^ params.len() as u64;
+        let mut words = params.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(PRIME);
+        }
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        hash = (hash ^ u64::from_le_bytes(last)).wrapping_mul(PRIME);
+        AlgKey { alg, hash }
+    }
+
+    #[inline]
+    fn matches(&self, e: &CacheEntry) -> bool {
+        e.alg_hash == self.hash && e.alg == *self.alg
+    }
 }
 
 /// A derived MAC key, zeroed when dropped.
@@ -228,8 +288,24 @@ impl std::fmt::Debug for MacKeyCache {
     }
 }
 
+/// The keys derived for one secret and protectionAlg, with their derived key length (0 for
+/// PBM's natural length): at most two, as a PBMAC1 keyLength has at most two readings.
+type KeySlots = [Option<(usize, Arc<DerivedKey>)>; 2];
+
+/// What the cache holds for a protectionAlg.
+#[derive(Default)]
+struct Found {
+    /// The scheme parsed from it and checked against the same limits (for any secret: the
+    /// parameters are public).
+    scheme: Option<Arc<Scheme>>,
+    /// The keys derived with it from the secret asked for.
+    keys: KeySlots,
+    /// Whether any entry holds it (for any secret).
+    held: bool,
+}
+
 impl MacKeyCache {
-    /// How many derived keys a cache made by [`new`](Self::new) keeps.
+    /// How many entries (secret and parameter set) a cache made by [`new`](Self::new) keeps.
     pub(crate) const CAPACITY: usize = 4;
 
     /// An empty cache for a few keys (enough for a client's transactions).
@@ -237,13 +313,15 @@ impl MacKeyCache {
         Self::default()
     }
 
-    /// An empty cache that keeps at most `capacity` keys (at least one).
+    /// An empty cache that keeps at most `capacity` entries (secret and parameter set; at
+    /// least one).
     pub fn with_capacity(capacity: usize) -> Self {
         MacKeyCache {
             inner: Arc::new(Mutex::new(CacheInner {
                 capacity: capacity.max(1),
                 entries: Vec::new(),
                 derivations: 0,
+                clock: 0,
             })),
         }
     }
@@ -255,7 +333,11 @@ impl MacKeyCache {
 
     /// The number of keys held.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        let g = self.lock();
+        g.entries
+            .iter()
+            .flat_map(|e| e.keys.iter().flatten())
+            .count()
     }
 
     /// Whether no key is held.
@@ -273,48 +355,74 @@ impl MacKeyCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get_or_derive(
-        &self,
-        secret: &[u8],
-        alg_der: &[u8],
-        key_len: usize,
-        derive: impl FnOnce() -> Result<Vec<u8>>,
-    ) -> Result<Arc<DerivedKey>> {
-        // Not the one-shot sha::sha256(): OpenSSL 3 implements it with EVP_Q_digest, which
-        // fetches the digest and allocates contexts every time.
-        let id = {
-            let mut h = sha::Sha256::new();
-            h.update(secret);
-            h.finish()
-        };
-        {
-            let mut g = self.lock();
-            if let Some(i) = g
-                .entries
-                .iter()
-                .position(|e| e.key_len == key_len && e.secret_id == id && e.alg_der == alg_der)
-            {
-                // Most recently used last.
-                let e = g.entries.remove(i);
-                let key = e.key.clone();
-                g.entries.push(e);
-                return Ok(key);
+    /// What is held for `alg`: the scheme checked against `limits`, and the keys of secret
+    /// `id` if given.
+    fn find(&self, alg: AlgKey<'_>, limits: &MacLimits, id: Option<&SecretId>) -> Found {
+        let mut g = self.lock();
+        g.clock += 1;
+        let now = g.clock;
+        let mut found = Found::default();
+        let mut keys_found = id.is_none();
+        for e in g.entries.iter_mut().filter(|e| alg.matches(e)) {
+            found.held = true;
+            if found.scheme.is_none() && e.limits == *limits {
+                found.scheme = Some(e.scheme.clone());
+            }
+            if !keys_found && id == Some(&e.secret_id) {
+                e.used = now;
+                found.keys = e.keys.clone();
+                keys_found = true;
+            }
+            if keys_found && found.scheme.is_some() {
+                break;
             }
         }
-        // Derive without holding the lock.
-        let key = Arc::new(DerivedKey(derive()?));
+        found
+    }
+
+    /// Remember `key`, derived from secret `id` with `scheme` (parsed from `alg` under
+    /// `limits`) for `key_len`; drops the least recently used entry when full.
+    fn insert(
+        &self,
+        id: &SecretId,
+        alg: AlgKey<'_>,
+        limits: &MacLimits,
+        scheme: &Arc<Scheme>,
+        key_len: usize,
+        key: &Arc<DerivedKey>,
+    ) {
         let mut g = self.lock();
         g.derivations += 1;
+        g.clock += 1;
+        let now = g.clock;
+        if let Some(e) = g
+            .entries
+            .iter_mut()
+            .find(|e| alg.matches(e) && e.secret_id == *id)
+        {
+            e.used = now;
+            // Another thread may have derived the same key meanwhile.
+            let held = e.keys.iter().flatten().any(|(len, _)| *len == key_len);
+            if let (false, Some(free)) = (held, e.keys.iter_mut().find(|k| k.is_none())) {
+                *free = Some((key_len, key.clone()));
+            }
+            return;
+        }
         if g.entries.len() >= g.capacity {
-            g.entries.remove(0);
+            let lru = (0..g.entries.len()).min_by_key(|&i| g.entries[i].used);
+            if let Some(i) = lru {
+                g.entries.swap_remove(i);
+            }
         }
         g.entries.push(CacheEntry {
-            secret_id: id,
-            alg_der: alg_der.to_vec(),
-            key_len,
-            key: key.clone(),
+            secret_id: *id,
+            alg_hash: alg.hash,
+            alg: alg.alg.clone(),
+            limits: *limits,
+            scheme: scheme.clone(),
+            keys: [Some((key_len, key.clone())), None],
+            used: now,
         });
-        Ok(key)
     }
 }
 
@@ -354,6 +462,9 @@ impl MacParams {
 /// derived-key cache. The secret is not shown by `Debug`.
 pub struct MacProtection {
     secret: Vec<u8>,
+    /// Computed once (when first needed), so that finding keys in the cache costs no
+    /// hashing per message.
+    secret_id: OnceLock<SecretId>,
     /// The algorithm and parameters for protecting.
     pub params: MacParams,
     /// Caps applied to parameters, both those from a peer and our own.
@@ -376,6 +487,7 @@ impl MacProtection {
     pub fn new(secret: impl Into<Vec<u8>>, params: MacParams) -> Self {
         MacProtection {
             secret: secret.into(),
+            secret_id: OnceLock::new(),
             params,
             limits: MacLimits::default(),
             cache: MacKeyCache::new(),
@@ -389,13 +501,32 @@ impl MacProtection {
 
     /// Verify the MAC protection of `msg` with this secret, limits and cache.
     pub fn verify(&self, msg: &PkiMessage) -> Result<()> {
-        verify_mac(msg, &self.secret, &self.limits, Some(&self.cache))
+        self.verify_with_limits(msg, None, &self.limits)
     }
 
     /// Verify like [`verify`](Self::verify), over the header and body as they are in
     /// `der`, the DER that `msg` was decoded from.
     pub fn verify_der(&self, msg: &PkiMessage, der: &[u8]) -> Result<()> {
-        verify_mac_der(msg, der, &self.secret, &self.limits, Some(&self.cache))
+        self.verify_with_limits(msg, Some(der), &self.limits)
+    }
+
+    /// Verify like [`verify_der`](Self::verify_der) (without `der`: like
+    /// [`verify`](Self::verify)), checking the parameters against `limits`.
+    pub(crate) fn verify_with_limits(
+        &self,
+        msg: &PkiMessage,
+        der: Option<&[u8]>,
+        limits: &MacLimits,
+    ) -> Result<()> {
+        verify_mac_input(msg, der, self.keys(), limits)
+    }
+
+    /// Where this secret's keys come from.
+    fn keys(&self) -> KeySource<'_> {
+        KeySource {
+            secret: &self.secret,
+            cache: Some((&self.cache, &self.secret_id)),
+        }
     }
 }
 
@@ -562,10 +693,9 @@ fn protect_encoding(
         let alg = msg.header.protection_alg.as_ref().expect("just set");
         match protection {
             Protection::Mac(m) => {
-                let scheme = Scheme::parse(alg, &m.limits)?;
-                let alg_der = alg.to_der()?;
-                let key_len = scheme.key_lens()[0];
-                let key = scheme.key(&m.secret, &alg_der, key_len, Some(&m.cache))?;
+                let mac_keys = m.keys().for_alg(alg, &m.limits)?;
+                let scheme = &mac_keys.scheme;
+                let key = mac_keys.key(scheme.key_lens()[0])?;
                 Ok(BitString::from_bytes(&hmac(
                     scheme.mac(),
                     key.bytes(),
@@ -672,7 +802,8 @@ pub fn verify_mac(
     limits: &MacLimits,
     cache: Option<&MacKeyCache>,
 ) -> Result<()> {
-    verify_mac_input(msg, None, secret, limits, cache)
+    let id = OnceLock::new();
+    verify_mac_input(msg, None, KeySource::new(secret, cache, &id), limits)
 }
 
 /// Verify the MAC protection of `msg` like [`verify_mac`], over the header and body as
@@ -684,15 +815,15 @@ pub fn verify_mac_der(
     limits: &MacLimits,
     cache: Option<&MacKeyCache>,
 ) -> Result<()> {
-    verify_mac_input(msg, Some(der), secret, limits, cache)
+    let id = OnceLock::new();
+    verify_mac_input(msg, Some(der), KeySource::new(secret, cache, &id), limits)
 }
 
 fn verify_mac_input(
     msg: &PkiMessage,
     der: Option<&[u8]>,
-    secret: &[u8],
+    keys: KeySource<'_>,
     limits: &MacLimits,
-    cache: Option<&MacKeyCache>,
 ) -> Result<()> {
     let (alg, value) = protection_parts(msg)?;
     if !is_mac_oid(&alg.oid) {
@@ -701,12 +832,12 @@ fn verify_mac_input(
             format!("message is protected with {}, not a MAC", alg.oid),
         );
     }
-    let scheme = Scheme::parse(alg, limits)?;
-    let alg_der = alg.to_der()?;
+    let mac_keys = keys.for_alg(alg, limits)?;
+    let scheme = &mac_keys.scheme;
     let (mut encoded, mut room) = (Vec::new(), [0u8; OUTER_ROOM]);
     let parts = protected_part_pieces(msg, der, &mut encoded, &mut room)?;
     for &key_len in scheme.key_lens() {
-        let key = scheme.key(secret, &alg_der, key_len, cache)?;
+        let key = mac_keys.key(key_len)?;
         let mac = hmac(scheme.mac(), key.bytes(), &parts);
         if mac.len() == value.len() && openssl::memcmp::eq(&mac, value) {
             return Ok(());
@@ -879,21 +1010,100 @@ impl Scheme {
         }
     }
 
-    fn key(
-        &self,
-        secret: &[u8],
-        alg_der: &[u8],
-        key_len: usize,
-        cache: Option<&MacKeyCache>,
-    ) -> Result<Arc<DerivedKey>> {
-        let derive = || match self {
-            Scheme::Pbm(s) => s.derive_key(secret),
-            Scheme::Pbmac1(s) => s.derive_key(secret, key_len),
-        };
-        match cache {
-            Some(c) => c.get_or_derive(secret, alg_der, key_len, derive),
-            None => Ok(Arc::new(DerivedKey(derive()?))),
+    /// The key for `secret` and `key_len` (one of [`key_lens`](Self::key_lens)).
+    fn derive_key(&self, secret: &[u8], key_len: usize) -> Result<DerivedKey> {
+        Ok(DerivedKey(match self {
+            Scheme::Pbm(s) => s.derive_key(secret)?,
+            Scheme::Pbmac1(s) => s.derive_key(secret, key_len)?,
+        }))
+    }
+}
+
+/// A shared secret, and the cache to take its keys from (with the secret's id, computed
+/// when first needed) if any.
+#[derive(Clone, Copy)]
+struct KeySource<'a> {
+    secret: &'a [u8],
+    cache: Option<(&'a MacKeyCache, &'a OnceLock<SecretId>)>,
+}
+
+impl<'a> KeySource<'a> {
+    /// `secret` with `cache`, keeping its id in `id` once computed.
+    fn new(secret: &'a [u8], cache: Option<&'a MacKeyCache>, id: &'a OnceLock<SecretId>) -> Self {
+        KeySource {
+            secret,
+            cache: cache.map(|c| (c, id)),
         }
+    }
+
+    /// The MAC scheme of `alg`, checked against `limits` before any hashing (the secret's
+    /// id included), and its keys for this secret as far as the cache has them.
+    fn for_alg(
+        self,
+        alg: &'a AlgorithmIdentifierOwned,
+        limits: &'a MacLimits,
+    ) -> Result<MacKeys<'a>> {
+        let alg = AlgKey::new(alg);
+        let Some((cache, id)) = self.cache else {
+            return Ok(MacKeys {
+                source: self,
+                alg,
+                limits,
+                scheme: Arc::new(Scheme::parse(alg.alg, limits)?),
+                keys: KeySlots::default(),
+            });
+        };
+        let known = id.get();
+        let found = cache.find(alg, limits, known);
+        let scheme = match found.scheme {
+            Some(scheme) => scheme,
+            None => Arc::new(Scheme::parse(alg.alg, limits)?),
+        };
+        let keys = match known {
+            Some(_) => found.keys,
+            None => {
+                let id = id.get_or_init(|| SecretId::of(self.secret));
+                if found.held {
+                    cache.find(alg, limits, Some(id)).keys
+                } else {
+                    KeySlots::default()
+                }
+            }
+        };
+        Ok(MacKeys {
+            source: self,
+            alg,
+            limits,
+            scheme,
+            keys,
+        })
+    }
+}
+
+/// A parsed, limit-checked protectionAlg and the keys for it that are at hand.
+struct MacKeys<'a> {
+    source: KeySource<'a>,
+    alg: AlgKey<'a>,
+    limits: &'a MacLimits,
+    scheme: Arc<Scheme>,
+    keys: KeySlots,
+}
+
+impl MacKeys<'_> {
+    /// The key for `key_len` (one of the scheme's [`key_lens`](Scheme::key_lens)): held, or
+    /// derived and then remembered by the cache.
+    fn key(&self, key_len: usize) -> Result<Arc<DerivedKey>> {
+        let held = self.keys.iter().flatten().find(|(len, _)| *len == key_len);
+        if let Some((_, key)) = held {
+            return Ok(key.clone());
+        }
+        let secret = self.source.secret;
+        let key = Arc::new(self.scheme.derive_key(secret, key_len)?);
+        if let Some((cache, id)) = self.source.cache {
+            let id = id.get_or_init(|| SecretId::of(secret));
+            cache.insert(id, self.alg, self.limits, &self.scheme, key_len, &key);
+        }
+        Ok(key)
     }
 }
 
@@ -990,13 +1200,13 @@ pub fn pbm_floor_mac(config: &PbmConfig, key: &[u8], data: &[u8]) -> Vec<u8> {
     hmac(config.mac, key, &[data]).to_vec()
 }
 
-/// An INTEGER as a u64: negative → BadMacParameters, beyond u64 → IterationCountTooHigh.
-fn int_to_u64(i: &Int, what: &str) -> Result<u64> {
-    if i.as_bytes().first().is_some_and(|b| b & 0x80 != 0) {
+/// An INTEGER (its content octets, as `Int::as_bytes` gives them) as a u64: negative →
+/// BadMacParameters, beyond u64 → IterationCountTooHigh.
+fn int_to_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    if bytes.first().is_some_and(|b| b & 0x80 != 0) {
         return fail(ErrorCode::BadMacParameters, format!("{what} is negative"));
     }
     // Non-negative: big-endian magnitude, with a leading zero octet when the top bit is set.
-    let bytes = i.as_bytes();
     let magnitude = bytes.strip_prefix(&[0]).unwrap_or(bytes);
     if magnitude.len() > 8 {
         return fail(
@@ -1050,66 +1260,228 @@ fn check_salt(salt: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cache_keeps_at_most_capacity_keys_and_reuses_them() {
-        let cache = MacKeyCache::new();
-        for i in 0..(MacKeyCache::CAPACITY as u8 + 2) {
-            let k = cache
-                .get_or_derive(b"s", &[i], 32, || Ok(vec![i; 32]))
-                .unwrap();
-            assert_eq!(k.bytes(), [i; 32]);
-        }
-        assert_eq!(cache.len(), MacKeyCache::CAPACITY);
-        assert_eq!(cache.derivations(), MacKeyCache::CAPACITY as u64 + 2);
-        let last = MacKeyCache::CAPACITY as u8 + 1;
-        let k = cache
-            .get_or_derive(b"s", &[last], 32, || panic!("must be cached"))
+    /// A PBM protectionAlg with `iterations` and a fresh random salt.
+    fn pbm_alg(iterations: u32) -> AlgorithmIdentifierOwned {
+        let config = PbmConfig {
+            iterations,
+            ..PbmConfig::openssl_compatible()
+        };
+        config.algorithm_identifier().unwrap()
+    }
+
+    /// The key for `secret` and `alg` through `cache`.
+    fn cached_key(cache: &MacKeyCache, secret: &[u8], alg: &AlgorithmIdentifierOwned) -> Vec<u8> {
+        let limits = MacLimits::default();
+        let id = OnceLock::new();
+        let keys = KeySource::new(secret, Some(cache), &id)
+            .for_alg(alg, &limits)
             .unwrap();
-        assert_eq!(k.bytes(), [last; 32]);
-        // The oldest two were dropped.
-        let k = cache
-            .get_or_derive(b"s", &[0], 32, || Ok(vec![7; 32]))
-            .unwrap();
-        assert_eq!(k.bytes(), [7; 32]);
-        // The same parameters with another secret derive again, another key length too.
-        let k = cache
-            .get_or_derive(b"t", &[last], 32, || Ok(vec![9; 32]))
-            .unwrap();
-        assert_eq!(k.bytes(), [9; 32]);
-        let k = cache
-            .get_or_derive(b"s", &[last], 16, || Ok(vec![8; 16]))
-            .unwrap();
-        assert_eq!(k.bytes(), [8; 16]);
-        assert_eq!(cache.len(), MacKeyCache::CAPACITY);
-        assert_eq!(cache.derivations(), MacKeyCache::CAPACITY as u64 + 5);
+        let key = keys.key(keys.scheme.key_lens()[0]).unwrap();
+        key.bytes().to_vec()
+    }
+
+    /// The key for `secret` and `alg`, derived without a cache.
+    fn fresh_key(secret: &[u8], alg: &AlgorithmIdentifierOwned) -> Vec<u8> {
+        let scheme = Scheme::parse(alg, &MacLimits::default()).unwrap();
+        let key_len = scheme.key_lens()[0];
+        scheme.derive_key(secret, key_len).unwrap().bytes().to_vec()
     }
 
     #[test]
-    fn cache_drops_the_least_recently_used_key_and_clones_share_keys() {
+    fn cache_keeps_at_most_capacity_parameter_sets_and_reuses_them() {
+        let cache = MacKeyCache::new();
+        let algs: Vec<_> = (0..MacKeyCache::CAPACITY + 2).map(|_| pbm_alg(3)).collect();
+        for alg in &algs {
+            assert_eq!(cached_key(&cache, b"s", alg), fresh_key(b"s", alg));
+        }
+        assert_eq!(cache.len(), MacKeyCache::CAPACITY);
+        let n = MacKeyCache::CAPACITY as u64 + 2;
+        assert_eq!(cache.derivations(), n);
+        // The newest are held...
+        let last = algs.last().unwrap();
+        assert_eq!(cached_key(&cache, b"s", last), fresh_key(b"s", last));
+        assert_eq!(cache.derivations(), n);
+        // ...the oldest two were dropped.
+        cached_key(&cache, b"s", &algs[0]);
+        assert_eq!(cache.derivations(), n + 1);
+        assert_eq!(cache.len(), MacKeyCache::CAPACITY);
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn cache_drops_the_least_recently_used_set_and_clones_share_keys() {
         let cache = MacKeyCache::with_capacity(2);
         let shared = cache.clone();
-        cache
-            .get_or_derive(b"s", b"a", 32, || Ok(vec![1; 32]))
-            .unwrap();
-        cache
-            .get_or_derive(b"s", b"b", 32, || Ok(vec![2; 32]))
-            .unwrap();
-        // Using "a" makes "b" the least recently used: "c" evicts "b".
-        shared
-            .get_or_derive(b"s", b"a", 32, || panic!("must be cached"))
-            .unwrap();
-        cache
-            .get_or_derive(b"s", b"c", 32, || Ok(vec![3; 32]))
-            .unwrap();
-        shared
-            .get_or_derive(b"s", b"a", 32, || panic!("must be cached"))
-            .unwrap();
-        let k = cache
-            .get_or_derive(b"s", b"b", 32, || Ok(vec![4; 32]))
-            .unwrap();
-        assert_eq!(k.bytes(), [4; 32]);
+        let (a, b, c) = (pbm_alg(3), pbm_alg(3), pbm_alg(3));
+        cached_key(&cache, b"s", &a);
+        cached_key(&cache, b"s", &b);
+        // Using `a` makes `b` the least recently used: `c` evicts `b`.
+        cached_key(&shared, b"s", &a);
+        cached_key(&cache, b"s", &c);
+        assert_eq!(shared.derivations(), 3);
+        cached_key(&shared, b"s", &a);
+        assert_eq!(shared.derivations(), 3);
+        cached_key(&cache, b"s", &b);
         assert_eq!(shared.derivations(), 4);
         assert_eq!(shared.len(), 2);
+    }
+
+    /// The same parameters with another secret derive that secret's key, never the cached
+    /// key of the first.
+    #[test]
+    fn cache_never_gives_a_key_for_another_secret() {
+        let cache = MacKeyCache::new();
+        let alg = pbm_alg(3);
+        assert_eq!(cached_key(&cache, b"s", &alg), fresh_key(b"s", &alg));
+        assert_eq!(cached_key(&cache, b"t", &alg), fresh_key(b"t", &alg));
+        assert_ne!(fresh_key(b"s", &alg), fresh_key(b"t", &alg));
+        // A secret that is a prefix or an extension of the first.
+        assert_eq!(cached_key(&cache, b"", &alg), fresh_key(b"", &alg));
+        assert_eq!(cached_key(&cache, b"s\0", &alg), fresh_key(b"s\0", &alg));
+        assert_eq!(cache.derivations(), 4);
+        assert_eq!(cached_key(&cache, b"s", &alg), fresh_key(b"s", &alg));
+        assert_eq!(cache.derivations(), 4);
+    }
+
+    /// Parameters that differ in any field (salt, iteration count, hash, MAC, keyLength)
+    /// derive their own key.
+    #[test]
+    fn cache_never_gives_a_key_for_other_parameters() {
+        let cache = MacKeyCache::with_capacity(16);
+        let pbm = |salt: &[u8], owf: HashAlg, iterations: u64, mac: HashAlg| {
+            let p = crate::asn1::PbmParameter {
+                salt: der::asn1::OctetString::new(salt).unwrap(),
+                owf: AlgorithmIdentifierOwned {
+                    oid: owf.digest_oid(),
+                    parameters: None,
+                },
+                iteration_count: u64_to_int(iterations).unwrap(),
+                mac: AlgorithmIdentifierOwned {
+                    oid: mac.pbm_mac_oid(),
+                    parameters: None,
+                },
+            };
+            AlgorithmIdentifierOwned {
+                oid: oid::PASSWORD_BASED_MAC,
+                parameters: Some(der::Any::encode_from(&p).unwrap()),
+            }
+        };
+        let (sha1, sha256) = (HashAlg::Sha1, HashAlg::Sha256);
+        let pbmac1 = |key_len: usize| {
+            Pbmac1Config {
+                iterations: 3,
+                key_len,
+                ..Pbmac1Config::default()
+            }
+            .algorithm_identifier()
+            .unwrap()
+        };
+        let algs = [
+            pbm(b"salt", sha256, 3, sha1),
+            pbm(b"salT", sha256, 3, sha1),
+            pbm(b"salt", sha256, 4, sha1),
+            pbm(b"salt", HashAlg::Sha512, 3, sha1),
+            pbm(b"salt", sha256, 3, sha256),
+            pbmac1(32),
+            pbmac1(48),
+        ];
+        for (i, alg) in algs.iter().enumerate() {
+            assert_eq!(cached_key(&cache, b"s", alg), fresh_key(b"s", alg), "{i}");
+            assert_eq!(cache.derivations(), i as u64 + 1, "{i}");
+        }
+        for (i, alg) in algs.iter().enumerate() {
+            assert_eq!(cached_key(&cache, b"s", alg), fresh_key(b"s", alg), "{i}");
+        }
+        assert_eq!(cache.derivations(), algs.len() as u64);
+    }
+
+    /// A parameter set parsed once is reused as parsed; with other limits it is checked
+    /// again, so a cached set beyond stricter limits is refused before anything is derived.
+    #[test]
+    fn cached_parameters_are_parsed_once_and_checked_against_new_limits() {
+        let cache = MacKeyCache::new();
+        let alg = pbm_alg(50);
+        let id = OnceLock::new();
+        let source = KeySource::new(b"s", Some(&cache), &id);
+        let limits = MacLimits::default();
+        let first = source.for_alg(&alg, &limits).unwrap();
+        first.key(0).unwrap();
+        let again = source.for_alg(&alg, &limits).unwrap();
+        assert!(Arc::ptr_eq(&first.scheme, &again.scheme));
+        let strict = MacLimits {
+            max_iterations: 49,
+            ..limits
+        };
+        let err = source.for_alg(&alg, &strict).err().unwrap();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        // Looser limits accept it and take the cached key.
+        let loose = MacLimits {
+            max_iterations: 1000,
+            ..limits
+        };
+        let keys = source.for_alg(&alg, &loose).unwrap();
+        assert!(!Arc::ptr_eq(&first.scheme, &keys.scheme));
+        keys.key(0).unwrap();
+        assert_eq!(cache.derivations(), 1);
+    }
+
+    /// Both readings of an ambiguous PBMAC1 keyLength (octets, then bits) keep their own
+    /// key in the one entry of that secret and parameter set.
+    #[test]
+    fn cache_keeps_both_key_length_readings_of_a_parameter_set() {
+        let cache = MacKeyCache::with_capacity(1);
+        let alg = Pbmac1Config {
+            iterations: 3,
+            key_len: 256,
+            ..Pbmac1Config::default()
+        }
+        .algorithm_identifier()
+        .unwrap();
+        let limits = MacLimits::default();
+        let id = OnceLock::new();
+        let source = KeySource::new(b"s", Some(&cache), &id);
+        let keys = source.for_alg(&alg, &limits).unwrap();
+        assert_eq!(keys.scheme.key_lens(), [256, 32]);
+        let octets = keys.key(256).unwrap();
+        let bits = keys.key(32).unwrap();
+        assert_eq!((octets.bytes().len(), bits.bytes().len()), (256, 32));
+        assert_eq!((cache.len(), cache.derivations()), (2, 2));
+        let again = source.for_alg(&alg, &limits).unwrap();
+        assert_eq!(again.key(256).unwrap().bytes(), octets.bytes());
+        assert_eq!(again.key(32).unwrap().bytes(), bits.bytes());
+        assert_eq!(cache.derivations(), 2);
+    }
+
+    /// Parameters beyond the limits are refused before anything is hashed, the secret (for
+    /// its id in the cache) included; within the limits the id is computed once.
+    #[test]
+    fn limits_are_checked_before_the_secret_is_hashed() {
+        let cache = MacKeyCache::new();
+        let id = OnceLock::new();
+        let source = KeySource::new(b"s", Some(&cache), &id);
+        let strict = MacLimits {
+            max_iterations: 9,
+            ..MacLimits::default()
+        };
+        let err = source.for_alg(&pbm_alg(10), &strict).err().unwrap();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        assert!(id.get().is_none());
+        let alg = pbm_alg(9);
+        source.for_alg(&alg, &strict).unwrap().key(0).unwrap();
+        assert_eq!(id.get().map(|i| i.0), Some(SecretId::of(b"s").0));
+        // Another secret's request with the same parameters finds them parsed, yet refused
+        // under stricter limits before its secret is hashed.
+        let other_id = OnceLock::new();
+        let other = KeySource::new(b"t", Some(&cache), &other_id);
+        let stricter = MacLimits {
+            max_iterations: 8,
+            ..strict
+        };
+        let err = other.for_alg(&alg, &stricter).err().unwrap();
+        assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
+        assert!(other_id.get().is_none());
+        assert_eq!(cache.derivations(), 1);
     }
 
     /// The HMAC on low-level SHA gives what OpenSSL's HMAC gives, for every hash, with keys
@@ -1158,13 +1530,16 @@ mod tests {
     #[test]
     fn integers_convert_both_ways() {
         for n in [0u64, 1, 127, 128, 255, 256, 500, 1 << 40, u64::MAX] {
-            assert_eq!(int_to_u64(&u64_to_int(n).unwrap(), "n").unwrap(), n);
+            assert_eq!(
+                int_to_u64(u64_to_int(n).unwrap().as_bytes(), "n").unwrap(),
+                n
+            );
         }
         let two_to_64 = Int::new(&[1, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
-        let err = int_to_u64(&two_to_64, "n").unwrap_err();
+        let err = int_to_u64(two_to_64.as_bytes(), "n").unwrap_err();
         assert_eq!(err.code, ErrorCode::IterationCountTooHigh);
         let minus_one = Int::new(&[0xff]).unwrap();
-        let err = int_to_u64(&minus_one, "n").unwrap_err();
+        let err = int_to_u64(minus_one.as_bytes(), "n").unwrap_err();
         assert_eq!(err.code, ErrorCode::BadMacParameters);
     }
 }

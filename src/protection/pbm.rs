@@ -9,7 +9,9 @@
 use super::{check_iterations, check_salt, int_to_u64, u64_to_int, HashAlg, MacLimits};
 use crate::asn1::{oid, PbmParameter};
 use crate::error::{fail, ErrorCode, Result};
-use der::asn1::{Any, OctetString};
+use der::asn1::{Any, IntRef, OctetString, OctetStringRef};
+use der::Sequence;
+use spki::AlgorithmIdentifierRef;
 
 use openssl::sha;
 use openssl_sys as ffi;
@@ -87,6 +89,15 @@ impl PbmConfig {
     }
 }
 
+/// [`PbmParameter`] as it is read from a message: borrowed, without allocations.
+#[derive(Sequence)]
+struct PbmParameterRef<'a> {
+    salt: OctetStringRef<'a>,
+    owf: AlgorithmIdentifierRef<'a>,
+    iteration_count: IntRef<'a>,
+    mac: AlgorithmIdentifierRef<'a>,
+}
+
 /// PBM parameters read from a message and checked against the limits.
 #[derive(Debug)]
 pub(crate) struct Spec {
@@ -105,10 +116,10 @@ impl Spec {
                 "PasswordBasedMac protectionAlg has no PBMParameter",
             );
         };
-        let p = params.decode_as::<PbmParameter>().map_err(|e| {
+        let p = params.decode_as::<PbmParameterRef<'_>>().map_err(|e| {
             crate::Error::new(ErrorCode::MalformedMessage, format!("PBMParameter: {e}"))
         })?;
-        let iterations = int_to_u64(&p.iteration_count, "PBM iterationCount")?;
+        let iterations = int_to_u64(p.iteration_count.as_bytes(), "PBM iterationCount")?;
         check_iterations(iterations, limits, "PBM")?;
         check_salt(p.salt.as_bytes())?;
         let owf = HashAlg::from_digest_oid(&p.owf.oid).ok_or_else(|| {

@@ -11,9 +11,9 @@
 use super::{check_iterations, check_salt, int_to_u64, u64_to_int, HashAlg, MacLimits};
 use crate::asn1::{oid, Pbkdf2Params, Pbmac1Params};
 use crate::error::{fail, Error, ErrorCode, Result};
-use der::asn1::{Any, OctetString};
-
-use spki::AlgorithmIdentifierOwned;
+use der::asn1::{Any, IntRef, OctetString, OctetStringRef};
+use der::Sequence;
+use spki::{AlgorithmIdentifierOwned, AlgorithmIdentifierRef};
 
 /// The largest PBKDF2 derived key accepted, in octets; 512 admits the bit-length quirk
 /// (keyLength 4096). The work is bounded separately by [`MacLimits::max_pbkdf2_work`].
@@ -99,6 +99,22 @@ impl Pbmac1Config {
     }
 }
 
+/// [`Pbmac1Params`] as it is read from a message: borrowed, without allocations.
+#[derive(Sequence)]
+struct Pbmac1ParamsRef<'a> {
+    key_derivation_func: AlgorithmIdentifierRef<'a>,
+    message_auth_scheme: AlgorithmIdentifierRef<'a>,
+}
+
+/// [`Pbkdf2Params`] as it is read from a message: borrowed, without allocations.
+#[derive(Sequence)]
+struct Pbkdf2ParamsRef<'a> {
+    salt: OctetStringRef<'a>,
+    iteration_count: IntRef<'a>,
+    key_length: Option<IntRef<'a>>,
+    prf: Option<AlgorithmIdentifierRef<'a>>,
+}
+
 /// PBMAC1 parameters read from a message and checked against the limits.
 #[derive(Debug)]
 pub(crate) struct Spec {
@@ -120,7 +136,7 @@ impl Spec {
             );
         };
         let p = params
-            .decode_as::<Pbmac1Params>()
+            .decode_as::<Pbmac1ParamsRef<'_>>()
             .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBMAC1-params: {e}")))?;
         if p.key_derivation_func.oid != oid::PBKDF2 {
             return fail(
@@ -131,13 +147,13 @@ impl Spec {
                 ),
             );
         }
-        let kdf_params = p.key_derivation_func.parameters.as_ref().ok_or_else(|| {
+        let kdf_params = p.key_derivation_func.parameters.ok_or_else(|| {
             Error::new(ErrorCode::MalformedMessage, "PBKDF2 without PBKDF2-params")
         })?;
         let kdf = kdf_params
-            .decode_as::<Pbkdf2Params>()
+            .decode_as::<Pbkdf2ParamsRef<'_>>()
             .map_err(|e| Error::new(ErrorCode::MalformedMessage, format!("PBKDF2-params: {e}")))?;
-        let iterations = int_to_u64(&kdf.iteration_count, "PBKDF2 iterationCount")?;
+        let iterations = int_to_u64(kdf.iteration_count.as_bytes(), "PBKDF2 iterationCount")?;
         check_iterations(iterations, limits, "PBKDF2")?;
         check_salt(kdf.salt.as_bytes())?;
         // RFC 8018: the PRF defaults to hmacWithSHA1.
@@ -159,7 +175,7 @@ impl Spec {
         let key_lens = match &kdf.key_length {
             None => vec![mac.output_len()],
             Some(k) => {
-                let k = int_to_u64(k, "PBKDF2 keyLength")?;
+                let k = int_to_u64(k.as_bytes(), "PBKDF2 keyLength")?;
                 let fits = |n: u64| n >= 1 && n <= MAX_KEY_LEN as u64;
                 let mut v = Vec::new();
                 if fits(k) {
