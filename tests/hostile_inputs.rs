@@ -687,3 +687,45 @@ fn body_name_of_every_vector_is_known() {
         assert!(!matches!(m.body, PkiBody::Nested(_)), "{name}");
     }
 }
+
+/// The TLVs of a message's outer SEQUENCE: header, body, [0] protection, [1] extraCerts.
+fn message_fields(d: &[u8]) -> Vec<Vec<u8>> {
+    let mut rest = &d[hdr_len(d)..];
+    let mut fields = Vec::new();
+    while !rest.is_empty() {
+        let n = fuzz_logic::der_tlv_len(rest).unwrap();
+        fields.push(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+    fields
+}
+
+#[test]
+fn repeated_or_misplaced_protection_and_extra_certs_are_malformed_message() {
+    // A signed request with both optional fields: header, body, [0], [1].
+    let d = vector("cr_sig_req_1.der");
+    let f = message_fields(&d);
+    assert_eq!(f.len(), 4);
+    assert!(decode_code(&tlv(0x30, &f.concat())).is_ok());
+    let cases: [(&str, Vec<&Vec<u8>>); 5] = [
+        ("[0] twice", vec![&f[0], &f[1], &f[2], &f[2], &f[3]]),
+        ("[1] twice", vec![&f[0], &f[1], &f[2], &f[3], &f[3]]),
+        ("[1] before [0]", vec![&f[0], &f[1], &f[3], &f[2]]),
+        (
+            "[0] after [1], twice",
+            vec![&f[0], &f[1], &f[2], &f[3], &f[2]],
+        ),
+        ("body twice", vec![&f[0], &f[1], &f[1], &f[2], &f[3]]),
+    ];
+    for (what, fields) in cases {
+        let bytes = tlv(
+            0x30,
+            &fields.into_iter().flatten().copied().collect::<Vec<u8>>(),
+        );
+        assert_eq!(
+            decode_code(&bytes).err(),
+            Some(ErrorCode::MalformedMessage),
+            "{what}"
+        );
+    }
+}

@@ -51,28 +51,107 @@ pub use crmf::request::{CertReqMessages, CertReqMsg, CertRequest, CertTemplate};
 pub type PkiFreeText = Vec<String>;
 
 /// `PKIMessage` (RFC 9810 §5.1).
-#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+///
+/// Decoding is strict: `protection [0]` and `extraCerts [1]` come in this order, each at most
+/// once, and nothing follows (der's derived decoder skipped a context-specific field whose
+/// tag was lower than the one it looked for, so a repeated `[0]` was silently dropped).
+#[derive(Clone, Debug, Eq, PartialEq)]
 pub struct PkiMessage {
     /// The header.
     pub header: PkiHeader,
     /// The body.
     pub body: PkiBody,
     /// `protection [0] PKIProtection OPTIONAL`.
-    #[asn1(
-        context_specific = "0",
-        tag_mode = "EXPLICIT",
-        constructed = "false",
-        optional = "true"
-    )]
     pub protection: Option<BitString>,
     /// `extraCerts [1] SEQUENCE SIZE (1..MAX) OF CMPCertificate OPTIONAL`.
-    #[asn1(
-        context_specific = "1",
-        tag_mode = "EXPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
     pub extra_certs: Option<Vec<CmpCertificate>>,
+}
+
+impl PkiMessage {
+    /// The optional fields as the explicitly tagged encodings they travel in.
+    fn tagged_fields(
+        &self,
+    ) -> (
+        Option<der::asn1::ContextSpecificRef<'_, BitString>>,
+        Option<der::asn1::ContextSpecificRef<'_, Vec<CmpCertificate>>>,
+    ) {
+        (
+            self.protection.as_ref().map(|value| explicit(0, value)),
+            self.extra_certs.as_ref().map(|value| explicit(1, value)),
+        )
+    }
+}
+
+/// `value` as the EXPLICIT context-specific `[n]`.
+pub(crate) fn explicit<T>(n: u32, value: &T) -> der::asn1::ContextSpecificRef<'_, T> {
+    der::asn1::ContextSpecificRef {
+        tag_number: TagNumber(n),
+        tag_mode: der::TagMode::Explicit,
+        value,
+    }
+}
+
+impl<'a> DecodeValue<'a> for PkiMessage {
+    type Error = der::Error;
+
+    fn decode_value<R: Reader<'a>>(reader: &mut R, header: Header) -> der::Result<Self> {
+        reader.read_nested(header.length, |r| {
+            let header = PkiHeader::decode(r)?;
+            let body = PkiBody::decode(r)?;
+            // The next field if it is the context-specific [n] (constructed: EXPLICIT).
+            fn next_is<'a, R: Reader<'a>>(r: &mut R, n: u32) -> der::Result<bool> {
+                Ok(!r.is_finished()
+                    && Tag::peek(r)?
+                        == Tag::ContextSpecific {
+                            constructed: true,
+                            number: TagNumber(n),
+                        })
+            }
+            let protection = if next_is(r, 0)? {
+                Some(der::asn1::ContextSpecific::<BitString>::decode(r)?.value)
+            } else {
+                None
+            };
+            let extra_certs = if next_is(r, 1)? {
+                Some(der::asn1::ContextSpecific::<Vec<CmpCertificate>>::decode(r)?.value)
+            } else {
+                None
+            };
+            // Anything left (a field repeated or out of order) fails the nested read.
+            Ok(PkiMessage {
+                header,
+                body,
+                protection,
+                extra_certs,
+            })
+        })
+    }
+}
+
+impl EncodeValue for PkiMessage {
+    fn value_len(&self) -> der::Result<Length> {
+        let (protection, extra_certs) = self.tagged_fields();
+        [
+            self.header.encoded_len()?,
+            self.body.encoded_len()?,
+            protection.encoded_len()?,
+            extra_certs.encoded_len()?,
+        ]
+        .into_iter()
+        .try_fold(Length::ZERO, |sum, l| sum + l)
+    }
+
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        let (protection, extra_certs) = self.tagged_fields();
+        self.header.encode(writer)?;
+        self.body.encode(writer)?;
+        protection.encode(writer)?;
+        extra_certs.encode(writer)
+    }
+}
+
+impl FixedTag for PkiMessage {
+    const TAG: Tag = Tag::Sequence;
 }
 
 /// `CMPCertificate ::= CHOICE { x509v3PKCert Certificate }` (RFC 9810 §5.1), kept as the DER

@@ -29,10 +29,9 @@ use crate::asn1::{oid, PkiBody, PkiHeader, PkiMessage};
 use crate::crypto::{SigAlg, Signer};
 use crate::error::{fail, Error, ErrorCode, Result};
 use const_oid::ObjectIdentifier;
-use der::asn1::{BitString, ContextSpecificRef, Int, Uint};
+use der::asn1::{BitString, Int, Uint};
 use der::{
-    Decode, Encode, EncodeValue, FixedTag, Header, Length, Reader, SliceReader, Tag, TagMode,
-    TagNumber, Writer,
+    Decode, Encode, EncodeValue, FixedTag, Header, Length, Reader, SliceReader, Tag, Writer,
 };
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
@@ -713,24 +712,16 @@ fn protect_encoding(
         }
     };
     msg.protection = Some(bits);
-    // The fields after header and body, encoded as the derived PkiMessage encoder does.
+    // The fields after header and body, encoded as PkiMessage's encoder does.
     if let Some(p) = &msg.protection {
-        ContextSpecificRef {
-            tag_number: TagNumber(0),
-            tag_mode: TagMode::Explicit,
-            value: p,
-        }
-        .encode_to_vec(&mut buf)
-        .map_err(encoding_failed)?;
+        crate::asn1::explicit(0, p)
+            .encode_to_vec(&mut buf)
+            .map_err(encoding_failed)?;
     }
     if let Some(c) = &msg.extra_certs {
-        ContextSpecificRef {
-            tag_number: TagNumber(1),
-            tag_mode: TagMode::Explicit,
-            value: c,
-        }
-        .encode_to_vec(&mut buf)
-        .map_err(encoding_failed)?;
+        crate::asn1::explicit(1, c)
+            .encode_to_vec(&mut buf)
+            .map_err(encoding_failed)?;
     }
     let mut outer = [0u8; OUTER_ROOM];
     let outer = sequence_header(buf.len() - OUTER_ROOM, &mut outer)?;
