@@ -1602,33 +1602,20 @@ fn cert_req_msg(
 
 /// certHash: the hash the certificate's signature algorithm uses (RFC 9810 §5.3.18, RFC 9481).
 pub(crate) fn cert_hash(cert_der: &[u8]) -> Result<Vec<u8>> {
-    use openssl::sha::{Sha256, Sha384, Sha512};
-    let sig_oid = crate::asn1::CertFields::signature_algorithm_of(cert_der)?;
-    // SHA-2 through OpenSSL's low-level functions: no digest fetch, no context allocation.
-    Ok(match sig_oid {
-        o if o == oid::ECDSA_SHA384 || o == oid::RSA_SHA384 => {
-            let mut h = Sha384::new();
-            h.update(cert_der);
-            h.finish().to_vec()
-        }
-        o if o == oid::ECDSA_SHA512 || o == oid::RSA_SHA512 || o == oid::ED25519 => {
-            let mut h = Sha512::new();
-            h.update(cert_der);
-            h.finish().to_vec()
-        }
+    use crate::crypto::{Digest, HashAlg};
+    let hash = match crate::asn1::CertFields::signature_algorithm_of(cert_der)? {
+        o if o == oid::ECDSA_SHA384 || o == oid::RSA_SHA384 => HashAlg::Sha384,
+        o if o == oid::ECDSA_SHA512 || o == oid::RSA_SHA512 || o == oid::ED25519 => HashAlg::Sha512,
         o if o == oid::ED448 => {
             let mut h = openssl::hash::Hasher::new(openssl::hash::MessageDigest::shake_256())?;
             h.update(cert_der)?;
             let mut out = vec![0u8; 64];
             h.finish_xof(&mut out)?;
-            out
+            return Ok(out);
         }
-        _ => {
-            let mut h = Sha256::new();
-            h.update(cert_der);
-            h.finish().to_vec()
-        }
-    })
+        _ => HashAlg::Sha256,
+    };
+    Ok(Digest::of(hash, &[cert_der]).as_bytes().to_vec())
 }
 
 fn ders(certs: Option<&Vec<CmpCertificate>>) -> Vec<Vec<u8>> {

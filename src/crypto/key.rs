@@ -192,7 +192,7 @@ impl SigAlg {
 
 /// The hash functions the signature algorithms use.
 #[derive(Clone, Copy)]
-enum HashAlg {
+pub(crate) enum HashAlg {
     Sha256,
     Sha384,
     Sha512,
@@ -210,14 +210,14 @@ impl HashAlg {
 
 /// The hash of a message, computed with OpenSSL's low-level SHA functions: no `EVP_MD_CTX`,
 /// no provider fetch. Signed and verified with `EVP_PKEY_sign`/`EVP_PKEY_verify`.
-struct Digest {
+pub(crate) struct Digest {
     bytes: [u8; 64],
     len: usize,
 }
 
 impl Digest {
     /// The hash of the concatenation of `parts`.
-    fn of(hash: HashAlg, parts: &[&[u8]]) -> Digest {
+    pub(crate) fn of(hash: HashAlg, parts: &[&[u8]]) -> Digest {
         use openssl::sha::{Sha256, Sha384, Sha512};
         let mut d = Digest {
             bytes: [0; 64],
@@ -247,7 +247,8 @@ impl Digest {
         d
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    /// The hash value.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }

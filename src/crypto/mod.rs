@@ -12,4 +12,5 @@ pub use decrypt::{Decryptor, SecretBytes, SoftwareDecryptor};
 pub use key::{
     verify_signature, verify_signature_parts, KeyType, SigAlg, Signer, SoftwareKey, VerifyingKey,
 };
+pub(crate) use key::{Digest, HashAlg};
 pub use pubkey::public_key_from_der;
