@@ -303,22 +303,22 @@ fn read_outer(der: &[u8]) -> der::Result<(&[u8], der::oid::ObjectIdentifier)> {
 }
 
 /// One TLV: its tag, its complete encoding and its contents.
-struct Tlv<'a> {
-    tag: Tag,
-    tlv: &'a [u8],
-    value: &'a [u8],
+pub(crate) struct Tlv<'a> {
+    pub(crate) tag: Tag,
+    pub(crate) tlv: &'a [u8],
+    pub(crate) value: &'a [u8],
 }
 
 /// The TLVs one after the other in a run of DER (the contents of a constructed encoding),
 /// each read with one header decode (der's peek-then-read costs two, plus a tag peek).
-struct Tlvs<'a> {
+pub(crate) struct Tlvs<'a> {
     rest: &'a [u8],
     /// Where `rest` starts in the whole run, for error positions.
     offset: usize,
 }
 
 impl<'a> Tlvs<'a> {
-    fn new(run: &'a [u8]) -> der::Result<Self> {
+    pub(crate) fn new(run: &'a [u8]) -> der::Result<Self> {
         der::Length::try_from(run.len())?;
         Ok(Tlvs {
             rest: run,
@@ -326,12 +326,12 @@ impl<'a> Tlvs<'a> {
         })
     }
 
-    fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.rest.is_empty()
     }
 
     /// The next TLV; `expected` is the tag named in the error when there is none.
-    fn next(&mut self, expected: Tag) -> der::Result<Tlv<'a>> {
+    pub(crate) fn next(&mut self, expected: Tag) -> der::Result<Tlv<'a>> {
         let at = der::Length::try_from(self.offset)?;
         if self.rest.is_empty() {
             return Err(der::ErrorKind::TagUnexpected {
@@ -359,7 +359,7 @@ impl<'a> Tlvs<'a> {
     }
 
     /// The next TLV, which must have tag `tag`.
-    fn expect(&mut self, tag: Tag) -> der::Result<Tlv<'a>> {
+    pub(crate) fn expect(&mut self, tag: Tag) -> der::Result<Tlv<'a>> {
         let t = self.next(tag)?;
         let at = der::Length::try_from(self.offset - t.tlv.len())?;
         t.tag
@@ -369,14 +369,14 @@ impl<'a> Tlvs<'a> {
     }
 
     /// The contents of the only TLV of the run, which must have tag `tag`.
-    fn only(mut self, tag: Tag) -> der::Result<&'a [u8]> {
+    pub(crate) fn only(mut self, tag: Tag) -> der::Result<&'a [u8]> {
         let t = self.expect(tag)?;
         self.finish()?;
         Ok(t.value)
     }
 
     /// Nothing may follow.
-    fn finish(&self) -> der::Result<()> {
+    pub(crate) fn finish(&self) -> der::Result<()> {
         if self.rest.is_empty() {
             Ok(())
         } else {

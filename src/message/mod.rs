@@ -50,19 +50,17 @@ pub(crate) fn from_der_checked<'a, T: Decode<'a>>(
 /// body is CertReqMessages (ir, cr, kur, krr, ccr): the bytes its POP signature covers
 /// (RFC 4211 §4.1), as received. `None` if `der` is not shaped so.
 pub(crate) fn first_cert_request_der(der: &[u8]) -> Option<&[u8]> {
-    use der::{Header, Reader, SliceReader};
-    // Into a constructed TLV: its contents.
-    fn contents(tlv: &[u8]) -> Option<&[u8]> {
-        let mut r = SliceReader::new(tlv).ok()?;
-        let h = Header::decode(&mut r).ok()?;
-        r.read_slice(h.length).ok()
-    }
-    let mut message = SliceReader::new(contents(der)?).ok()?;
-    message.tlv_bytes().ok()?; // header
-    let body = contents(message.tlv_bytes().ok()?)?; // [n] EXPLICIT
-    let msgs = contents(body)?; // CertReqMessages
-    let first = contents(SliceReader::new(msgs).ok()?.tlv_bytes().ok()?)?; // CertReqMsg
-    SliceReader::new(first).ok()?.tlv_bytes().ok()
+    use crate::asn1::Tlvs;
+    use der::Tag;
+    let find = || -> der::Result<&[u8]> {
+        let mut message = Tlvs::new(Tlvs::new(der)?.only(Tag::Sequence)?)?;
+        message.next(Tag::Sequence)?; // header
+        let body = message.next(Tag::Sequence)?.value; // [n] EXPLICIT
+        let msgs = Tlvs::new(body)?.next(Tag::Sequence)?.value; // CertReqMessages
+        let first = Tlvs::new(msgs)?.next(Tag::Sequence)?.value; // CertReqMsg
+        Ok(Tlvs::new(first)?.next(Tag::Sequence)?.tlv) // certReq
+    };
+    find().ok()
 }
 
 /// Check that the length of every TLV in `bytes` fits in what encloses it (the input, or the

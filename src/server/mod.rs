@@ -870,7 +870,7 @@ impl Server {
             self.check_csr_signature(msg)?;
         } else if generated.is_none() {
             // request_info checked there is exactly one.
-            self.check_pop(&msgs[0], &info, a, message::first_cert_request_der(bytes))?;
+            self.check_pop(&msgs[0], &info, a, bytes)?;
         }
         let rec = TransactionRecord {
             state: Some(RecordState::InProgress),
@@ -1150,13 +1150,14 @@ impl Server {
         }
     }
 
-    /// Proof of possession of a CRMF request (RFC 4211 §4).
+    /// Proof of possession of a CRMF request (RFC 4211 §4), `crm` of the message whose DER is
+    /// `message_der` (a POP signature is checked over the certReq as received there).
     fn check_pop(
         &self,
         crm: &CertReqMsg,
         info: &CertRequestInfo,
         a: &Authenticated,
-        received: Option<&[u8]>,
+        message_der: &[u8],
     ) -> Checked<()> {
         match &crm.popo {
             None => Err(Failure::new(
@@ -1203,7 +1204,7 @@ impl Server {
                 // The certReq as received (what the requester signed), else encoded again
                 // (the same bytes for DER input, which the decoder insists on).
                 let encoded;
-                let data = match received {
+                let data = match message::first_cert_request_der(message_der) {
                     Some(d) => d,
                     None => {
                         encoded = crm

@@ -305,7 +305,7 @@ impl Ra {
                 | PkiBody::Krr(m) => {
                     // request_info checked there is exactly one.
                     let crm = &m[0];
-                    s.check_pop(crm, &info, a, message::first_cert_request_der(bytes))?;
+                    s.check_pop(crm, &info, a, bytes)?;
                     Some(crm)
                 }
                 _ => {
