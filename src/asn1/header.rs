@@ -11,14 +11,12 @@
 //! transaction) is neither checked nor copied again. Encoding writes the fields on the stack
 //! first, which spares der's second pass over them for the length.
 
-use super::{InfoTypeAndValue, PkiFreeText};
-use der::asn1::{
-    AnyRef, ContextSpecificRef, GeneralizedTime, ObjectIdentifier, OctetString, OctetStringRef,
-};
+use super::{explicit, explicit_opt, InfoTypeAndValue, PkiFreeText};
+use der::asn1::{AnyRef, GeneralizedTime, ObjectIdentifier, OctetString, OctetStringRef};
 use der::referenced::RefToOwned;
 use der::{
     Decode, DecodeValue, Encode, ErrorKind, FixedTag, Header, Length, Reader, Sequence,
-    SliceReader, Tag, TagMode, TagNumber, Writer,
+    SliceReader, Tag, TagNumber, Writer,
 };
 use spki::AlgorithmIdentifierOwned;
 use std::cell::RefCell;
@@ -129,15 +127,6 @@ fn octet_string<'a>(r: &mut impl Reader<'a>) -> der::Result<OctetString> {
     Ok(OctetStringRef::decode(r)?.ref_to_owned())
 }
 
-/// An optional field as `[n] EXPLICIT`, for encoding.
-fn explicit<T>(n: u32, field: &Option<T>) -> Option<ContextSpecificRef<'_, T>> {
-    field.as_ref().map(|value| ContextSpecificRef {
-        tag_number: TagNumber(n),
-        tag_mode: TagMode::Explicit,
-        value,
-    })
-}
-
 impl PkiHeader {
     /// The length of the contents (the fields' encodings).
     fn value_len(&self) -> der::Result<Length> {
@@ -145,15 +134,15 @@ impl PkiHeader {
             self.pvno.encoded_len()?,
             self.sender.encoded_len()?,
             self.recipient.encoded_len()?,
-            explicit(0, &self.message_time).encoded_len()?,
-            explicit(1, &self.protection_alg).encoded_len()?,
-            explicit(2, &self.sender_kid).encoded_len()?,
-            explicit(3, &self.recip_kid).encoded_len()?,
-            explicit(4, &self.transaction_id).encoded_len()?,
-            explicit(5, &self.sender_nonce).encoded_len()?,
-            explicit(6, &self.recip_nonce).encoded_len()?,
-            explicit(7, &self.free_text).encoded_len()?,
-            explicit(8, &self.general_info).encoded_len()?,
+            explicit_opt(0, &self.message_time).encoded_len()?,
+            explicit_opt(1, &self.protection_alg).encoded_len()?,
+            explicit_opt(2, &self.sender_kid).encoded_len()?,
+            explicit_opt(3, &self.recip_kid).encoded_len()?,
+            explicit_opt(4, &self.transaction_id).encoded_len()?,
+            explicit_opt(5, &self.sender_nonce).encoded_len()?,
+            explicit_opt(6, &self.recip_nonce).encoded_len()?,
+            explicit_opt(7, &self.free_text).encoded_len()?,
+            explicit_opt(8, &self.general_info).encoded_len()?,
         ]
         .into_iter()
         .try_fold(Length::ZERO, |sum, len| sum + len)
@@ -164,15 +153,15 @@ impl PkiHeader {
         self.pvno.encode(w)?;
         self.sender.encode(w)?;
         self.recipient.encode(w)?;
-        explicit(0, &self.message_time).encode(w)?;
-        explicit(1, &self.protection_alg).encode(w)?;
-        explicit(2, &self.sender_kid).encode(w)?;
-        explicit(3, &self.recip_kid).encode(w)?;
-        explicit(4, &self.transaction_id).encode(w)?;
-        explicit(5, &self.sender_nonce).encode(w)?;
-        explicit(6, &self.recip_nonce).encode(w)?;
-        explicit(7, &self.free_text).encode(w)?;
-        explicit(8, &self.general_info).encode(w)
+        explicit_opt(0, &self.message_time).encode(w)?;
+        explicit_opt(1, &self.protection_alg).encode(w)?;
+        explicit_opt(2, &self.sender_kid).encode(w)?;
+        explicit_opt(3, &self.recip_kid).encode(w)?;
+        explicit_opt(4, &self.transaction_id).encode(w)?;
+        explicit_opt(5, &self.sender_nonce).encode(w)?;
+        explicit_opt(6, &self.recip_nonce).encode(w)?;
+        explicit_opt(7, &self.free_text).encode(w)?;
+        explicit_opt(8, &self.general_info).encode(w)
     }
 }
 
@@ -286,16 +275,11 @@ impl CmpName {
 
     /// The DER of the Name (the `SEQUENCE`) of a directoryName, `None` for another choice.
     pub fn directory_name_der(&self) -> Option<&[u8]> {
-        let mut r = SliceReader::new(&self.der).ok()?;
-        let header = Header::decode(&mut r).ok()?;
-        if header.tag != DIRECTORY_NAME {
-            return None;
-        }
-        let start = self
-            .der
-            .len()
-            .checked_sub(usize::try_from(header.length).ok()?)?;
-        self.der.get(start..)
+        let name = super::Tlvs::new(&self.der)
+            .ok()?
+            .next(DIRECTORY_NAME)
+            .ok()?;
+        (name.tag == DIRECTORY_NAME).then_some(name.value)
     }
 
     /// The Name of a directoryName, decoded; `None` for another choice.
@@ -311,13 +295,7 @@ impl CmpName {
     /// The directoryName holding the Name whose DER is `name` (a certificate's subject, say),
     /// byte for byte; checked as when decoded.
     pub fn from_name_der(name: &[u8]) -> der::Result<Self> {
-        let der = ContextSpecificRef {
-            tag_number: TagNumber(4),
-            tag_mode: TagMode::Explicit,
-            value: &AnyRef::from_der(name)?,
-        }
-        .to_der()?;
-        Self::from_der(&der)
+        Self::from_der(&explicit(4, &AnyRef::from_der(name)?).to_der()?)
     }
 
     /// Keep `tlv`, already checked to be one GeneralName; a NULL-DN shares the static bytes.
@@ -434,13 +412,7 @@ impl TryFrom<&Name> for CmpName {
 
     /// The directoryName `name`.
     fn try_from(name: &Name) -> der::Result<Self> {
-        let der = ContextSpecificRef {
-            tag_number: TagNumber(4),
-            tag_mode: TagMode::Explicit,
-            value: name,
-        }
-        .to_der()?;
-        Ok(Self::from_checked(&der))
+        Ok(Self::from_checked(&explicit(4, name).to_der()?))
     }
 }
 

@@ -67,21 +67,6 @@ pub struct PkiMessage {
     pub extra_certs: Option<Vec<CmpCertificate>>,
 }
 
-impl PkiMessage {
-    /// The optional fields as the explicitly tagged encodings they travel in.
-    fn tagged_fields(
-        &self,
-    ) -> (
-        Option<der::asn1::ContextSpecificRef<'_, BitString>>,
-        Option<der::asn1::ContextSpecificRef<'_, Vec<CmpCertificate>>>,
-    ) {
-        (
-            self.protection.as_ref().map(|value| explicit(0, value)),
-            self.extra_certs.as_ref().map(|value| explicit(1, value)),
-        )
-    }
-}
-
 /// `value` as the EXPLICIT context-specific `[n]`.
 pub(crate) fn explicit<T>(n: u32, value: &T) -> der::asn1::ContextSpecificRef<'_, T> {
     der::asn1::ContextSpecificRef {
@@ -89,6 +74,14 @@ pub(crate) fn explicit<T>(n: u32, value: &T) -> der::asn1::ContextSpecificRef<'_
         tag_mode: der::TagMode::Explicit,
         value,
     }
+}
+
+/// An OPTIONAL field as `[n] EXPLICIT`, for encoding.
+pub(crate) fn explicit_opt<T>(
+    n: u32,
+    field: &Option<T>,
+) -> Option<der::asn1::ContextSpecificRef<'_, T>> {
+    field.as_ref().map(|value| explicit(n, value))
 }
 
 impl<'a> DecodeValue<'a> for PkiMessage {
@@ -130,23 +123,21 @@ impl<'a> DecodeValue<'a> for PkiMessage {
 
 impl EncodeValue for PkiMessage {
     fn value_len(&self) -> der::Result<Length> {
-        let (protection, extra_certs) = self.tagged_fields();
         [
             self.header.encoded_len()?,
             self.body.encoded_len()?,
-            protection.encoded_len()?,
-            extra_certs.encoded_len()?,
+            explicit_opt(0, &self.protection).encoded_len()?,
+            explicit_opt(1, &self.extra_certs).encoded_len()?,
         ]
         .into_iter()
         .try_fold(Length::ZERO, |sum, l| sum + l)
     }
 
     fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        let (protection, extra_certs) = self.tagged_fields();
         self.header.encode(writer)?;
         self.body.encode(writer)?;
-        protection.encode(writer)?;
-        extra_certs.encode(writer)
+        explicit_opt(0, &self.protection).encode(writer)?;
+        explicit_opt(1, &self.extra_certs).encode(writer)
     }
 }
 
@@ -455,11 +446,11 @@ impl<'a> DecodeValue<'a> for CmpCertificate {
         let value = reader.read_slice(header.length)?;
         // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE,
         // signatureValue BIT STRING }: the outer shape, without decoding the contents.
-        let mut r = der::SliceReader::new(value)?;
+        let mut fields = Tlvs::new(value)?;
         for tag in [Tag::Sequence, Tag::Sequence, Tag::BitString] {
-            AnyRef::decode(&mut r)?.tag().assert_eq(tag)?;
+            fields.expect(tag)?;
         }
-        r.finish(())?;
+        fields.finish()?;
         let mut head = [0u8; 8];
         let head = header.encode_to_slice(&mut head)?;
         let mut der = Vec::with_capacity(head.len() + value.len());

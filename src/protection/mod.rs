@@ -713,16 +713,12 @@ fn protect_encoding(
     };
     msg.protection = Some(bits);
     // The fields after header and body, encoded as PkiMessage's encoder does.
-    if let Some(p) = &msg.protection {
-        crate::asn1::explicit(0, p)
-            .encode_to_vec(&mut buf)
-            .map_err(encoding_failed)?;
-    }
-    if let Some(c) = &msg.extra_certs {
-        crate::asn1::explicit(1, c)
-            .encode_to_vec(&mut buf)
-            .map_err(encoding_failed)?;
-    }
+    crate::asn1::explicit_opt(0, &msg.protection)
+        .encode_to_vec(&mut buf)
+        .map_err(encoding_failed)?;
+    crate::asn1::explicit_opt(1, &msg.extra_certs)
+        .encode_to_vec(&mut buf)
+        .map_err(encoding_failed)?;
     let mut outer = [0u8; OUTER_ROOM];
     let outer = sequence_header(buf.len() - OUTER_ROOM, &mut outer)?;
     let start = OUTER_ROOM - outer.len();
