@@ -1,11 +1,13 @@
 #!/bin/sh
 # The protocol's own instructions per transaction: callgrind counts bench_cmp's timed loop
-# twice, once whole and once with the cryptography of the floor switched off (collection is
-# toggled off inside the signature and verification calls, their prehash, PBM key
-# derivations (PBM, as the benchmark uses) and HMACs; everything else, including key import, certHash and random octets,
-# counts as protocol). Instructions are deterministic, unlike CPU time on a shared machine;
-# CPU per instruction differs between the two parts (OpenSSL's assembly runs at a higher
-# IPC), so this complements bench_cmp's CPU overhead figure, it does not replace it.
+# twice, once whole and once with the floor's cryptography switched off. Collection is
+# toggled off inside the signature and verification calls, the SHA-2 hashing of
+# `Digest::of` (the signatures' prehash, and certHash, which shares it: two hashes of a
+# certificate per transaction with certConf), PBM key derivations (PBM, as the benchmark
+# uses) and HMACs; everything else, key import and random octets included, counts as
+# protocol. Instructions are deterministic, unlike CPU time on a shared machine; CPU per
+# instruction differs between the two parts (OpenSSL's assembly runs at a higher IPC), so
+# this complements bench_cmp's CPU overhead figure, it does not replace it.
 #
 # Usage: bench/protocol_ir.sh [N] [BENCH_CMP]   (default 20 transactions per scenario;
 #        default binary $CARGO_TARGET_DIR/release/examples/bench_cmp; set LD_LIBRARY_PATH
